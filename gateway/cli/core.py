@@ -1,0 +1,281 @@
+"""Core commands: serve, scp, worker, push, studies, jobs, config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway")
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("serve", parents=[common], help="run SCP, worker and HTTP API in one process")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("scp", parents=[common], help="run only the DICOM SCP")
+    p.set_defaults(func=cmd_scp)
+
+    p = sub.add_parser("worker", parents=[common], help="run only a pipeline worker")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("push", parents=[common], help="send DICOM files with C-STORE (an SCU)")
+    p.add_argument("paths", nargs="+", type=Path, help="files or folders (searched recursively)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=11112)
+    p.add_argument("--called-aet", default="GATEWAY")
+    p.add_argument("--calling-aet", default="GATEWAY-PUSH")
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("studies", parents=[common], help="list studies with their state")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_studies)
+
+    p = sub.add_parser("jobs", parents=[common], help="show the job queue and the dead letter")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--state", action="append", help="only jobs in this state (repeatable)")
+    jobs_sub = p.add_subparsers(dest="jobs_command")
+    r = jobs_sub.add_parser("retry", parents=[common], help="put a dead job back in the queue")
+    r.add_argument("job_id", type=int)
+    r.set_defaults(func=cmd_jobs_retry)
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("config", parents=[common], help="settings")
+    config_sub = p.add_subparsers(dest="config_command", required=True)
+    c = config_sub.add_parser("check", parents=[common], help="validate and print the effective settings")
+    c.set_defaults(func=cmd_config_check)
+
+
+def _open(settings: Settings) -> Any:
+    from gateway.index.db import open_index
+
+    return open_index(settings.index_url, synchronous_full=settings.dicom.fsync)
+
+
+class _Runtime:
+    """The long-running parts of a process, started and stopped in a safe order."""
+
+    def __init__(self, settings: Settings, *, scp: bool, worker: bool) -> None:
+        from gateway.metrics import Metrics
+        from gateway.pipeline import jobs
+        from gateway.store.files import sweep_temporaries
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        swept = sweep_temporaries(settings.store_dir) + sweep_temporaries(settings.artifact_dir)
+        if swept:
+            log.warning("removed temporary files left by an interrupted write", extra={"count": swept})
+        self.settings = settings
+        self.sessions = _open(settings)
+        self.metrics = Metrics()
+        self.metrics.add_queue_collector(lambda: jobs.queue_depth(self.sessions))
+        self.scp: Any = None
+        self.worker: Any = None
+        self.children: list[multiprocessing.process.BaseProcess] = []
+        if scp:
+            from gateway.dicom.scp import Scp
+
+            self.scp = Scp(settings, self.sessions, self.metrics)
+        if worker:
+            from gateway.pipeline.table import PIPELINE
+            from gateway.pipeline.worker import Worker
+
+            self.worker = Worker(settings, self.sessions, self.metrics, PIPELINE)
+
+    def start(self) -> None:
+        if self.scp is not None:
+            self.scp.start()
+            ctx = multiprocessing.get_context("spawn")
+            for _ in range(self.settings.dicom.processes - 1):
+                child = ctx.Process(target=_scp_child, args=(self.settings.model_dump_json(),), daemon=True)
+                child.start()
+                self.children.append(child)
+        if self.worker is not None:
+            self.worker.start()
+
+    def stop(self) -> None:
+        log.info("shutting down")
+        for child in self.children:
+            if child.pid is not None and child.is_alive():
+                import os
+
+                os.kill(child.pid, signal.SIGTERM)
+        if self.scp is not None:
+            self.scp.stop()
+        for child in self.children:
+            child.join(35)
+        if self.worker is not None:
+            self.worker.stop()
+
+
+def _scp_child(settings_json: str) -> None:
+    from gateway.logs import configure_logging
+
+    settings = Settings.model_validate_json(settings_json)
+    configure_logging(settings.log)
+    runtime = _Runtime(settings, scp=True, worker=False)
+    runtime.settings = settings.model_copy(
+        update={"dicom": settings.dicom.model_copy(update={"processes": 1})}
+    )
+    runtime.start()
+    _wait_for_signal()
+    runtime.stop()
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+
+    def _handler(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    while not stop.wait(1.0):
+        pass
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from gateway.http.app import build_app
+    from gateway.http.auth import resolve_api_token
+
+    runtime = _Runtime(settings, scp=True, worker=True)
+    token = resolve_api_token(settings)
+    extra_routes: list[Any] = []
+    try:
+        from gateway.fhir.api import build_fhir_routes
+    except ImportError:
+        log.warning("FHIR API not available in this build")
+    else:
+        extra_routes = list(build_fhir_routes(runtime.sessions, settings, token))
+    app = build_app(settings, runtime.sessions, runtime.metrics, token, extra_routes=extra_routes)
+    runtime.start()
+    config = uvicorn.Config(
+        app,
+        host=settings.http.host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    log.info("HTTP API listening", extra={"host": settings.http.host, "port": settings.http_port})
+    try:
+        server.run()  # returns on SIGTERM / SIGINT
+    finally:
+        runtime.stop()
+    return 0
+
+
+def cmd_scp(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = _Runtime(settings, scp=True, worker=False)
+    runtime.start()
+    _wait_for_signal()
+    runtime.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = _Runtime(settings, scp=False, worker=True)
+    runtime.start()
+    _wait_for_signal()
+    runtime.stop()
+    return 0
+
+
+def cmd_push(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.dicom.push import push_files
+
+    result = push_files(
+        args.paths, host=args.host, port=args.port, called_aet=args.called_aet, calling_aet=args.calling_aet
+    )
+    print(f"sent {result.sent}, failed {result.failed}, skipped {result.skipped} (not DICOM)")
+    for path, reason in result.failures[:20]:
+        print(f"  {path}: {reason}", file=sys.stderr)
+    return 0 if result.failed == 0 and result.sent > 0 else 1
+
+
+def cmd_studies(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.index.repo import list_studies
+
+    sessions = _open(settings)
+    with sessions() as session:
+        studies = list_studies(session)
+    if args.json:
+        print(json.dumps([s.as_json() for s in studies], indent=2))
+        return 0
+    print(f"{'STUDY INSTANCE UID':<64} {'STATE':<10} {'STAGE':<14} {'INST':>5} {'DOCS':>4} UPDATED")
+    for s in studies:
+        print(
+            f"{s.study_instance_uid:<64} {s.state:<10} {s.stage or '-':<14} {s.instances:>5} "
+            f"{s.documents:>4} {s.updated_at:%Y-%m-%d %H:%M:%S}"
+        )
+        if s.state_reason:
+            print(f"    reason: {s.state_reason}")
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.index.models import Study
+    from gateway.index.repo import list_jobs
+
+    sessions = _open(settings)
+    with sessions() as session:
+        rows = list_jobs(session, states=tuple(args.state) if args.state else None)
+        uids = {
+            s.id: s.study_instance_uid
+            for s in session.query(Study).filter(Study.id.in_({j.study_fk for j in rows}))
+        }
+    out = [
+        {
+            "id": j.id,
+            "study_instance_uid": uids.get(j.study_fk),
+            "stage": j.stage,
+            "version": j.study_version,
+            "state": j.state,
+            "attempts": j.attempts,
+            "available_at": j.available_at.isoformat(),
+            "lease_owner": j.lease_owner,
+            "last_error": j.last_error,
+        }
+        for j in rows
+    ]
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    dead = [j for j in out if j["state"] == "dead"]
+    print(f"{'ID':>6} {'STAGE':<15} {'V':>2} {'STATE':<11} {'TRIES':>5} STUDY")
+    for j in out:
+        print(
+            f"{j['id']:>6} {j['stage']:<15} {j['version']:>2} {j['state']:<11} {j['attempts']:>5} "
+            f"{j['study_instance_uid']}"
+        )
+    if dead:
+        print(f"\ndead letter ({len(dead)}): retry with `gateway jobs retry ID`")
+        for j in dead:
+            print(f"  {j['id']}: {j['last_error']}")
+    return 0
+
+
+def cmd_jobs_retry(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.pipeline.jobs import retry
+
+    if retry(_open(settings), args.job_id):
+        print(f"job {args.job_id} queued again")
+        return 0
+    print(f"job {args.job_id} not found or not dead", file=sys.stderr)
+    return 1
+
+
+def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
+    print(json.dumps(settings.effective(), indent=2, ensure_ascii=False))
+    print("settings OK", file=sys.stderr)
+    return 0

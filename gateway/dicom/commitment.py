@@ -1,0 +1,129 @@
+"""Storage Commitment Push Model, SCP side (PS3.4 Annex J).
+
+After answering the N-ACTION we check each referenced instance against the index and the disk, then send
+N-EVENT-REPORT: event type 1 when all are held, 2 with a Failed SOP Sequence otherwise. The report goes on
+the requesting association when it is still open; otherwise over a new association to the peer's own SCP,
+when the peer's port is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.index.models import Instance
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SOP_CLASS = "1.2.840.10008.1.20.1"
+SOP_INSTANCE = "1.2.840.10008.1.20.1.1"
+NO_SUCH_OBJECT_INSTANCE = 0x0112
+CLASS_INSTANCE_CONFLICT = 0x0119
+
+
+def commitment_result(
+    transaction_uid: str, references: list[tuple[str, str]], held: dict[str, str]
+) -> tuple[int, Dataset]:
+    """Pure: the event type and Event Information for ``references`` given ``held`` (SOP UID → class)."""
+    info = Dataset()
+    info.TransactionUID = transaction_uid
+    ok, failed = [], []
+    for sop_class, sop_uid in references:
+        item = Dataset()
+        item.ReferencedSOPClassUID = sop_class
+        item.ReferencedSOPInstanceUID = sop_uid
+        if sop_uid not in held:
+            item.FailureReason = NO_SUCH_OBJECT_INSTANCE
+            failed.append(item)
+        elif held[sop_uid] != sop_class:
+            item.FailureReason = CLASS_INSTANCE_CONFLICT
+            failed.append(item)
+        else:
+            ok.append(item)
+    if ok:
+        info.ReferencedSOPSequence = ok
+    if failed:
+        info.FailedSOPSequence = failed
+    return (2 if failed else 1), info
+
+
+class CommitmentResponder:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        self._settings = settings
+        self._sessions = sessions
+
+    def held(self, sop_uids: list[str]) -> dict[str, str]:
+        """SOP Instance UID → SOP Class UID for instances that are indexed and whose file exists."""
+        out: dict[str, str] = {}
+        with self._sessions() as session:
+            for start in range(0, len(sop_uids), 500):
+                rows = session.execute(
+                    select(Instance.sop_instance_uid, Instance.sop_class_uid, Instance.path).where(
+                        Instance.sop_instance_uid.in_(sop_uids[start : start + 500])
+                    )
+                )
+                for uid, cls, path in rows:
+                    if Path(path).is_file():
+                        out[uid] = cls
+        return out
+
+    def reply(
+        self,
+        assoc: Any,
+        transaction_uid: str,
+        references: list[tuple[str, str]],
+        calling_ae: str,
+        address: str,
+    ) -> None:
+        try:
+            event_type, info = commitment_result(
+                transaction_uid, references, self.held([uid for _, uid in references])
+            )
+            # Let our N-ACTION response leave first.
+            deadline = time.monotonic() + 2.0
+            while assoc.is_established and time.monotonic() < deadline and assoc.dimse.msg_queue.qsize():
+                time.sleep(0.01)
+            time.sleep(0.05)
+            if assoc.is_established:
+                status = assoc.send_n_event_report(info, event_type, SOP_CLASS, SOP_INSTANCE)
+                if status is not None and status.get("Status", 0xFFFF) == 0:
+                    log.info("storage commitment reported", extra={"event_type": event_type})
+                    return
+            self._report_on_new_association(info, event_type, calling_ae, address)
+        except Exception:
+            log.exception("storage commitment report failed", extra={"transaction": transaction_uid})
+
+    def _report_on_new_association(
+        self, info: Dataset, event_type: int, calling_ae: str, address: str
+    ) -> None:
+        peer = next((p for p in self._settings.dicom.peers if p.ae_title == calling_ae and p.port), None)
+        if peer is None or peer.port is None:
+            log.warning(
+                "storage commitment: association closed and no port configured for the peer to reply to"
+            )
+            return
+        ae = AE(ae_title=self._settings.ae_title)
+        ae.add_requested_context(SOP_CLASS)
+        # The SCP role is ours on this association: we send N-EVENT-REPORT to the peer (PS3.4 J.3.3).
+        from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
+
+        role = SCP_SCU_RoleSelectionNegotiation()
+        role.sop_class_uid = SOP_CLASS
+        role.scu_role = False
+        role.scp_role = True
+        assoc = ae.associate(address, peer.port, ae_title=calling_ae, ext_neg=[role])
+        if not assoc.is_established:
+            log.warning("storage commitment: could not associate with the peer to reply")
+            return
+        try:
+            assoc.send_n_event_report(info, event_type, SOP_CLASS, SOP_INSTANCE)
+        finally:
+            assoc.release()

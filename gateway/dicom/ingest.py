@@ -1,0 +1,138 @@
+"""Keeping a received instance: validate, write durably, index - and only then say Success.
+
+This is the whole of what a C-STORE handler does; it has no network code, so tests call it directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydicom.dataset import Dataset
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.dicom.attributes import extract_attributes
+from gateway.errors import DuplicateRejected, IndexError_, InvalidInstance, OutOfResources
+from gateway.index.repo import find_instance, record_instance
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.store.files import durable_write
+from gateway.store.instances import instance_path
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["stored", "replaced", "duplicate-kept", "duplicate-identical"]
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    outcome: Outcome
+    sop_instance_uid: str
+    study_instance_uid: str
+    path: Path
+    size: int
+
+
+class Ingest:
+    """Stores and indexes instances. Shared by every association of one SCP process."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], metrics: Metrics) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._metrics = metrics
+        self._root = settings.store_dir
+        self._root.mkdir(parents=True, exist_ok=True)
+
+    def check_capacity(self, size: int) -> None:
+        """Raise :class:`OutOfResources` if an instance of ``size`` bytes must not be accepted now."""
+        limit = self._settings.dicom.max_instance_bytes
+        if size > limit:
+            raise OutOfResources(f"instance of {size} bytes exceeds max_instance_bytes {limit}")
+        stat = os.statvfs(self._root)
+        free = stat.f_bavail * stat.f_frsize
+        if free - size < self._settings.dicom.min_free_bytes:
+            reserve = self._settings.dicom.min_free_bytes
+            raise OutOfResources(f"only {free} bytes free in the store; keeping {reserve} in reserve")
+
+    def store(
+        self,
+        encoded: bytes,
+        dataset: Dataset,
+        *,
+        transfer_syntax_uid: str,
+        calling_ae: str | None,
+        affected_sop_instance_uid: str | None = None,
+        affected_sop_class_uid: str | None = None,
+    ) -> StoreResult:
+        """Keep one instance. ``encoded`` is the Part-10 file exactly as received (no transcoding)."""
+        self.check_capacity(len(encoded))
+        attrs = extract_attributes(dataset)
+        if affected_sop_instance_uid is not None and attrs.sop_instance_uid != affected_sop_instance_uid:
+            raise InvalidInstance("SOPInstanceUID differs from the C-STORE Affected SOP Instance UID")
+        if affected_sop_class_uid is not None and attrs.sop_class_uid != affected_sop_class_uid:
+            raise InvalidInstance("SOPClassUID differs from the C-STORE Affected SOP Class UID")
+        path = instance_path(
+            self._root, attrs.study_instance_uid, attrs.series_instance_uid, attrs.sop_instance_uid
+        )
+
+        policy = self._settings.dicom.duplicate_policy
+        with self._sessions() as session:
+            existing = find_instance(session, attrs.sop_instance_uid)
+            existing_digest = existing.digest if existing is not None else None
+            existing_path = existing.path if existing is not None else None
+        replaced = False
+        if existing_digest is not None:
+            if policy == "keep-first":
+                log.info("duplicate kept (first copy wins)", extra={"sop": attrs.sop_instance_uid})
+                return StoreResult(
+                    "duplicate-kept",
+                    attrs.sop_instance_uid,
+                    attrs.study_instance_uid,
+                    Path(existing_path or path),
+                    len(encoded),
+                )
+            if policy == "reject-different":
+                if hashlib.sha256(encoded).hexdigest() == existing_digest:
+                    return StoreResult(
+                        "duplicate-identical",
+                        attrs.sop_instance_uid,
+                        attrs.study_instance_uid,
+                        Path(existing_path or path),
+                        len(encoded),
+                    )
+                raise DuplicateRejected(
+                    f"SOP Instance {attrs.sop_instance_uid} already stored with different content"
+                )
+            replaced = True
+
+        existed_on_disk = path.exists()
+        digest = durable_write(path, encoded, fsync=self._settings.dicom.fsync)
+        try:
+            with self._sessions.begin() as session:
+                record_instance(
+                    session,
+                    attrs,
+                    transfer_syntax_uid=transfer_syntax_uid,
+                    path=str(path),
+                    size=len(encoded),
+                    digest=digest,
+                    calling_ae=calling_ae,
+                )
+        except Exception as exc:
+            # Never leave a file that the index does not know about and the sender was not told we kept.
+            if not existed_on_disk:
+                path.unlink(missing_ok=True)
+            raise IndexError_(f"index write failed: {type(exc).__name__}") from exc
+        self._metrics.instances_received.inc()
+        self._metrics.bytes_received.inc(len(encoded))
+        return StoreResult(
+            "replaced" if replaced else "stored",
+            attrs.sop_instance_uid,
+            attrs.study_instance_uid,
+            path,
+            len(encoded),
+        )

@@ -1,0 +1,1 @@
+"""The index: patients, studies, series, instances, documents, jobs and the outbox (SQLAlchemy 2)."""

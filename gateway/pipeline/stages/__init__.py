@@ -1,0 +1,1 @@
+"""Pipeline stages. The order they run in is declared once, in :mod:`gateway.pipeline.table`."""

@@ -1,0 +1,76 @@
+"""Stage ``draft_findings``: draft findings from the study's images with the configured model.
+
+With no checkpoint configured the stage records "no findings model configured" and writes no text at all:
+a draft must never be invented. Drafts are stored sentence by sentence, each with the SOP Instance UID of
+the image it was generated from, and marked preliminary with the model's name and version.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import PermanentStageError
+from gateway.findings.settings import FindingsSettings
+from gateway.index.models import Study
+from gateway.pipeline.stage import StageContext
+
+log = logging.getLogger(__name__)
+
+NO_MODEL = "no findings model configured"
+IMAGE_MODALITIES = frozenset({"CR", "DX", "DR", "RG"})
+
+
+@functools.lru_cache(maxsize=2)
+def _drafter(settings_json: str) -> Any:
+    from gateway.findings.service import load_drafter
+
+    return load_drafter(FindingsSettings.model_validate_json(settings_json))
+
+
+def run(ctx: StageContext, study: Study) -> dict[str, Any]:
+    settings = ctx.settings.findings
+    if settings.checkpoint is None:
+        ctx.put_document(
+            study,
+            key="draft.json",
+            kind="draft",
+            media_type="application/json",
+            content={"status": NO_MODEL, "sentences": []},
+        )
+        return {"status": NO_MODEL, "sentences": 0}
+    from gateway.findings.service import StudyImage
+
+    images = [
+        StudyImage(
+            sop_instance_uid=i.sop_instance_uid,
+            path=Path(i.path),
+            view_position=i.view_position or s.view_position,
+        )
+        for i, s in ctx.instances(study)
+        if (s.modality or "").upper() in IMAGE_MODALITIES
+    ]
+    if not images:
+        ctx.put_document(
+            study,
+            key="draft.json",
+            kind="draft",
+            media_type="application/json",
+            content={"status": "no radiograph in study", "sentences": []},
+        )
+        return {"status": "no radiograph in study", "sentences": 0}
+    drafter = _drafter(settings.model_dump_json())
+    if drafter is None:
+        raise PermanentStageError(NO_MODEL)
+    draft = drafter.draft_studies([images])[0]
+    content = {
+        "status": "preliminary",
+        "machine_written": True,
+        "model_name": draft.model_name,
+        "model_version": draft.model_version,
+        "sentences": [{"text": s.text, "sop_instance_uid": s.sop_instance_uid} for s in draft.sentences],
+    }
+    ctx.put_document(study, key="draft.json", kind="draft", media_type="application/json", content=content)
+    return {"status": "preliminary", "sentences": len(draft.sentences), "model": draft.model_name}

@@ -1,0 +1,207 @@
+"""The one typed settings object.
+
+Settings are built and validated once at start-up and passed down; nothing else reads ``os.environ``.
+Sources, from strongest to weakest:
+
+1. command-line flags (passed in as keyword overrides),
+2. ``GATEWAY_*`` environment variables (``GATEWAY_DICOM__MAX_ASSOCIATIONS`` reaches a nested field),
+3. the TOML file given with ``--config``,
+4. the defaults below.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from gateway.fhir.settings import FhirSettings
+from gateway.findings.settings import FindingsSettings
+from gateway.reading.settings import ReadingSettings
+
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 6.2: AE, 16 chars, no backslash
+
+
+def _check_ae_title(value: str) -> str:
+    if not _AE_TITLE.match(value) or not value.strip():
+        raise ValueError(f"invalid AE title {value!r}: 1-16 printable characters, no backslash")
+    return value.strip()
+
+
+class Peer(BaseModel):
+    """A calling AE title allowed to associate, optionally only from given hosts."""
+
+    ae_title: str
+    hosts: list[str] = Field(default_factory=list, description="IP addresses or networks; empty = any host")
+    port: int | None = Field(default=None, description="its SCP port, for Storage Commitment replies")
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae(cls, value: str) -> str:
+        return _check_ae_title(value)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            ipaddress.ip_network(host, strict=False)
+        return value
+
+    def allows_host(self, address: str) -> bool:
+        if not self.hosts:
+            return True
+        ip = ipaddress.ip_address(address)
+        return any(ip in ipaddress.ip_network(h, strict=False) for h in self.hosts)
+
+
+class TlsSettings(BaseModel):
+    """DICOM TLS (PS3.15 B.1). With ``require_client_cert`` the peer must present a cert signed by ``ca``."""
+
+    enabled: bool = False
+    cert: Path | None = None
+    key: Path | None = None
+    ca: Path | None = None
+    require_client_cert: bool = False
+
+    @model_validator(mode="after")
+    def _complete(self) -> TlsSettings:
+        if self.enabled and (self.cert is None or self.key is None):
+            raise ValueError("dicom.tls.enabled needs dicom.tls.cert and dicom.tls.key")
+        if self.require_client_cert and self.ca is None:
+            raise ValueError("dicom.tls.require_client_cert needs dicom.tls.ca")
+        return self
+
+
+DuplicatePolicy = Literal["keep-first", "overwrite", "reject-different"]
+
+
+class DicomSettings(BaseModel):
+    bind: str = "0.0.0.0"  # noqa: S104 - a DICOM SCP serves the hospital network
+    peers: list[Peer] = Field(default_factory=list)
+    max_associations: int = Field(default=16, ge=1)
+    max_instance_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    min_free_bytes: int = Field(default=256 * 1024**2, ge=0, description="refuse with 0xA700 below this")
+    duplicate_policy: DuplicatePolicy = "reject-different"
+    fsync: bool = True
+    processes: int = Field(
+        default=1, ge=1, le=64, description="SCP processes sharing the port (SO_REUSEPORT)"
+    )
+    acse_timeout: float = 30.0
+    dimse_timeout: float = 60.0
+    network_timeout: float = 60.0
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+
+
+class PipelineSettings(BaseModel):
+    lease_seconds: float = Field(default=120.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+    backoff_base: float = Field(default=2.0, gt=0, description="seconds before the first retry")
+    backoff_max: float = Field(default=600.0, gt=0)
+    poll_interval: float = Field(default=0.5, gt=0)
+    worker_threads: int = Field(default=1, ge=1)
+    inference_url: str | None = Field(default=None, description="remote inference service; None = in-process")
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    public_base_url: str | None = Field(default=None, description="base URL that links in FHIR resources use")
+
+
+class LogSettings(BaseModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = False
+
+
+class Settings(BaseSettings):
+    """Everything the gateway can be told, validated once at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Path("data")
+    dicom_port: int = Field(default=11112, ge=0, le=65535)
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    ae_title: str = "GATEWAY"
+    stable_age: float = Field(default=60.0, gt=0)
+    api_token: SecretStr | None = None
+    database_url: SecretStr | None = Field(
+        default=None, description="SQLAlchemy URL; None = SQLite (WAL) in the data directory"
+    )
+
+    dicom: DicomSettings = Field(default_factory=DicomSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    reading: ReadingSettings = Field(default_factory=ReadingSettings)
+    findings: FindingsSettings = Field(default_factory=FindingsSettings)
+    fhir: FhirSettings = Field(default_factory=FhirSettings)
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae(cls, value: str) -> str:
+        return _check_ae_title(value)
+
+    @property
+    def index_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'index.sqlite3').resolve()}"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir / "instances"
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @classmethod
+    def load(cls, config: Path | None = None, **overrides: Any) -> Settings:
+        """Build settings from flags (``overrides``), environment, and the TOML file ``config``."""
+        if config is not None and not config.is_file():
+            raise FileNotFoundError(f"config file not found: {config}")
+
+        class _FromFile(cls):  # type: ignore[valid-type,misc]
+            @classmethod
+            def settings_customise_sources(
+                cls,
+                settings_cls: type[BaseSettings],
+                init_settings: PydanticBaseSettingsSource,
+                env_settings: PydanticBaseSettingsSource,
+                dotenv_settings: PydanticBaseSettingsSource,
+                file_secret_settings: PydanticBaseSettingsSource,
+            ) -> tuple[PydanticBaseSettingsSource, ...]:
+                sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+                if config is not None:
+                    sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
+                return tuple(sources)
+
+        flags = {k: v for k, v in overrides.items() if v is not None}
+        built = _FromFile(**flags)
+        return cls.model_validate(built.model_dump())
+
+    def effective(self) -> dict[str, Any]:
+        """The settings as plain data with secrets masked, for ``gateway config check``."""
+        data: dict[str, Any] = json.loads(self.model_dump_json())
+        if self.database_url is not None:
+            data["database_url"] = _mask_url(self.database_url.get_secret_value())
+        data["index_url"] = _mask_url(self.index_url)
+        return data
+
+
+def _mask_url(url: str) -> str:
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1**********@", url)

@@ -1,0 +1,88 @@
+"""Durable file writes: temporary file, fsync, rename, fsync of the directory.
+
+After :func:`durable_write` returns, the file survives a crash of the process or of the machine; before it
+returns, the final path either does not exist or holds the previous complete content. A half-written file
+only ever exists under a ``.tmp-`` name, which :func:`sweep_temporaries` removes at start-up.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from pathlib import Path
+
+from gateway.errors import OutOfResources, StoreError
+
+TMP_PREFIX = ".tmp-"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def durable_write(path: Path, data: bytes | memoryview, *, fsync: bool = True) -> str:
+    """Write ``data`` to ``path`` atomically and durably; return its SHA-256 hex digest.
+
+    Raises :class:`OutOfResources` when the disk is full, :class:`StoreError` on other I/O errors.
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
+    try:
+        new_dirs = _make_parents(path.parent)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        if fsync:
+            _fsync_dir(path.parent)
+            for directory in new_dirs:
+                _fsync_dir(directory.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OutOfResources(f"disk full writing {path.name}") from exc
+        raise StoreError(f"cannot write {path.name}: {exc.strerror}") from exc
+    return digest
+
+
+def _make_parents(directory: Path) -> list[Path]:
+    """Create ``directory`` and missing parents; return the ones created (their entries need an fsync)."""
+    missing: list[Path] = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+    return missing
+
+
+def sweep_temporaries(root: Path) -> int:
+    """Remove leftover temporary files from a crash; return how many."""
+    if not root.exists():
+        return 0
+    removed = 0
+    for tmp in root.rglob(f"{TMP_PREFIX}*"):
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

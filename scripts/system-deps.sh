@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Debian packages the tests talk to: DCMTK (a real DICOM peer), a Java runtime (METEOR scoring),
+# Tesseract with Chinese and English data (optional OCR engine) and Noto CJK fonts (report rendering).
+set -euo pipefail
+need=()
+command -v storescu >/dev/null || need+=(dcmtk)
+command -v java >/dev/null || need+=(default-jre-headless)
+command -v tesseract >/dev/null || need+=(tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng)
+[ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need+=(fonts-noto-cjk)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# The index tests also run against PostgreSQL at 127.0.0.1:5432; start the local cluster if it is down.
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  if command -v pg_ctlcluster >/dev/null; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  fi
+fi
