@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import multiprocessing
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -141,8 +143,24 @@ def _wait_for_signal() -> None:
         pass
 
 
+def _server_class() -> Any:
+    import uvicorn
+
+    class QuietSignalsServer(uvicorn.Server):
+        """uvicorn re-raises SIGTERM after its own shutdown, which would kill the process before the SCP
+        and worker stop; we own the signal handlers instead."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return QuietSignalsServer
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
+
+    _QuietSignalsServer = _server_class()  # noqa: N806
 
     from gateway.http.app import build_app
     from gateway.http.auth import resolve_api_token
@@ -166,10 +184,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,
         lifespan="off",
     )
-    server = uvicorn.Server(config)
+    server = _QuietSignalsServer(config)
+
+    def _exit(signum: int, _frame: Any) -> None:
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, _exit)
+    signal.signal(signal.SIGINT, _exit)
     log.info("HTTP API listening", extra={"host": settings.http.host, "port": settings.http_port})
     try:
-        server.run()  # returns on SIGTERM / SIGINT
+        server.run()  # returns once a signal set should_exit
     finally:
         runtime.stop()
     return 0
