@@ -10,10 +10,11 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.errors import StageError
-from gateway.index.models import Study
+from gateway.index.models import Document, Study
 from gateway.inference.client import ReportReader, make_reader
 from gateway.pipeline.stage import StageContext
 from gateway.reading.settings import ReadingSettings
@@ -61,3 +62,20 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
         )
         read += 1
     return {"documents": read}
+
+
+def primary_report(documents: Sequence[Document]) -> Document | None:
+    """The one read document that later stages treat as *the* report.
+
+    A PACS often sends the same report twice, as an Encapsulated PDF and as an SR. The PDF wins because it
+    carries the embedded figures the aligner needs; among equals the oldest wins, so the choice is stable.
+    """
+    if not documents:
+        return None
+
+    def rank(doc: Document) -> tuple[int, int, int]:
+        content = doc.content or {}
+        is_pdf = content.get("source_kind") in ("dicom-pdf", "pdf")
+        return (0 if is_pdf else 1, -len(content.get("figures") or []), doc.id)
+
+    return sorted(documents, key=rank)[0]

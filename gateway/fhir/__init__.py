@@ -1,0 +1,1 @@
+"""Mapping studies and reports to FHIR, and serving them over REST."""

@@ -1,0 +1,303 @@
+"""The FHIR REST API at ``/fhir`` (FHIR R4 3.1.0 RESTful API) and the rendered-image route.
+
+Interactions: ``metadata``, ``read``, ``vread``, ``history-instance`` for every published type, and
+``search-type`` (see :mod:`gateway.fhir.search`). Everything except ``/fhir/metadata`` needs
+``Authorization: Bearer <token>``; the token is compared in constant time. Every error is an
+OperationOutcome. Handlers are plain functions, which Starlette runs in its thread pool, since the index is
+synchronous SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from gateway import __version__
+from gateway.fhir.errors import FhirError, InvalidSearch, MethodNotAllowed, NotFound, Unauthorized
+from gateway.fhir.search import PARAMS, parse_search
+from gateway.fhir.settings import FhirSettings
+from gateway.fhir.store import history, read, search
+from gateway.index.models import FhirResource, Instance
+
+FHIR_JSON = "application/fhir+json"
+log = logging.getLogger(__name__)
+Handler = Callable[[Request], Response]
+
+
+class FhirResponse(JSONResponse):
+    media_type = FHIR_JSON
+
+    def render(self, content: Any) -> bytes:
+        import json
+
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def operation_outcome(status: int, code: str, message: str) -> Response:
+    body = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error" if status < 500 else "fatal", "code": code, "diagnostics": message}],
+    }
+    headers = {"WWW-Authenticate": 'Bearer realm="gateway"'} if status == 401 else None
+    return FhirResponse(body, status_code=status, headers=headers)
+
+
+def _guard(token: str, handler: Handler, *, public: bool = False) -> Handler:
+    """Bearer-token check and the error boundary: every failure leaves as an OperationOutcome."""
+    expected = token.encode("utf-8")
+
+    def wrapped(request: Request) -> Response:
+        try:
+            if not public:
+                header = request.headers.get("authorization", "")
+                scheme, _, given = header.partition(" ")
+                # An empty configured token admits no one rather than everyone.
+                if (
+                    not expected
+                    or scheme.lower() != "bearer"
+                    or not hmac.compare_digest(given.strip().encode("utf-8"), expected)
+                ):
+                    raise Unauthorized("a valid bearer token is required")
+            return handler(request)
+        except FhirError as exc:
+            return operation_outcome(exc.status, exc.code, str(exc))
+        except Exception:
+            log.exception("FHIR request %s failed", request.url.path)
+            return operation_outcome(500, "exception", "internal error")
+
+    return wrapped
+
+
+def _base(request: Request, settings_base: str | None) -> str:
+    if settings_base:
+        return settings_base.rstrip("/") + "/fhir"
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def _resource_response(row: FhirResource) -> Response:
+    headers = {
+        "ETag": f'W/"{row.version_id}"',
+        "Last-Modified": row.last_updated.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+    }
+    return FhirResponse(row.body, headers=headers)
+
+
+def capability_statement(fhir: FhirSettings) -> dict[str, Any]:
+    """What this server really does; kept in step with :data:`gateway.fhir.search.PARAMS`."""
+    types: dict[str, str] = {
+        "_id": "token",
+        "patient": "reference",
+        "subject": "reference",
+        "identifier": "token",
+        "category": "token",
+        "code": "token",
+        "date": "date",
+        "status": "token",
+        "study": "reference",
+        "_lastUpdated": "date",
+    }
+    resources = []
+    for rtype, params in PARAMS.items():
+        if fhir.version == "R4" and rtype == "ImagingSelection":
+            continue
+        if fhir.version == "R5" and rtype == "Media":
+            continue
+        entry: dict[str, Any] = {
+            "type": rtype,
+            "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "history-instance"}],
+            "versioning": "versioned",
+            "readHistory": True,
+        }
+        if rtype != "Binary":
+            entry["interaction"].append({"code": "search-type"})
+            entry["searchParam"] = [{"name": p, "type": types[p]} for p in ("_id", "_lastUpdated", *params)]
+        resources.append(entry)
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-01-01",
+        "kind": "instance",
+        "software": {"name": "gateway", "version": __version__},
+        "implementation": {"description": "DICOM/PACS report gateway FHIR API (read-only)"},
+        "fhirVersion": "4.0.1" if fhir.version == "R4" else "5.0.0",
+        "format": ["application/fhir+json", "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "description": "Bearer token (Authorization: Bearer) on every request but /metadata",
+                },
+                "resource": resources,
+            }
+        ],
+    }
+
+
+def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str) -> list[BaseRoute]:
+    """The ``/fhir`` mount and the ``/images/{sop_instance_uid}.{png|jpeg}`` route.
+
+    ``settings`` is the gateway :class:`~gateway.settings.Settings`; its ``fhir`` and ``http`` sections are
+    used.
+    """
+    fhir: FhirSettings = settings.fhir
+    public_base: str | None = getattr(getattr(settings, "http", None), "public_base_url", None)
+
+    def metadata(request: Request) -> Response:
+        return FhirResponse(capability_statement(fhir))
+
+    def _check_type(rtype: str) -> None:
+        if rtype not in PARAMS:
+            raise NotFound(f"resource type {rtype!r} is not served here")
+
+    def read_resource(request: Request) -> Response:
+        rtype, rid = request.path_params["rtype"], request.path_params["rid"]
+        _check_type(rtype)
+        with sessions() as session:
+            row = read(session, rtype, rid)
+        if row is None:
+            raise NotFound(f"{rtype}/{rid} not found")
+        if rtype == "Binary" and _wants_native(request, str(row.body.get("contentType", ""))):
+            return Response(base64.b64decode(row.body.get("data", "")), media_type=row.body["contentType"])
+        return _resource_response(row)
+
+    def vread(request: Request) -> Response:
+        rtype, rid, vid = request.path_params["rtype"], request.path_params["rid"], request.path_params["vid"]
+        _check_type(rtype)
+        if not str(vid).isdigit():
+            raise NotFound(f"version {vid!r} not found")
+        with sessions() as session:
+            row = read(session, rtype, rid, int(vid))
+        if row is None:
+            raise NotFound(f"{rtype}/{rid}/_history/{vid} not found")
+        return _resource_response(row)
+
+    def history_instance(request: Request) -> Response:
+        rtype, rid = request.path_params["rtype"], request.path_params["rid"]
+        _check_type(rtype)
+        with sessions() as session:
+            rows = history(session, rtype, rid)
+        if not rows:
+            raise NotFound(f"{rtype}/{rid} not found")
+        base = _base(request, public_base)
+        return FhirResponse(
+            {
+                "resourceType": "Bundle",
+                "type": "history",
+                "total": len(rows),
+                "link": [{"relation": "self", "url": f"{base}/{rtype}/{rid}/_history"}],
+                "entry": [
+                    {
+                        "fullUrl": f"{base}/{rtype}/{rid}",
+                        "resource": r.body,
+                        "request": {
+                            "method": "POST" if r.version_id == 1 else "PUT",
+                            "url": f"{rtype}/{rid}",
+                        },
+                        "response": {"status": "201 Created" if r.version_id == 1 else "200 OK"},
+                    }
+                    for r in rows
+                ],
+            }
+        )
+
+    def search_type(request: Request) -> Response:
+        rtype = request.path_params["rtype"]
+        _check_type(rtype)
+        if rtype == "Binary":
+            raise InvalidSearch("Binary cannot be searched")
+        items = list(request.query_params.multi_items())
+        criteria, paging = parse_search(
+            rtype, items, default_count=fhir.page_size, max_count=fhir.max_page_size
+        )
+        with sessions() as session:
+            total, rows = search(session, rtype, criteria, count=paging.count, offset=paging.offset)
+        base = _base(request, public_base)
+        kept = [(k, v) for k, v in items if k not in ("_count", "_offset")]
+
+        def page(offset: int) -> str:
+            return f"{base}/{rtype}?" + urlencode(
+                [*kept, ("_count", str(paging.count)), ("_offset", str(offset))]
+            )
+
+        links = [{"relation": "self", "url": page(paging.offset)}]
+        if paging.count and paging.offset + paging.count < total:
+            links.append({"relation": "next", "url": page(paging.offset + paging.count)})
+        if paging.offset > 0 and paging.count:
+            links.append({"relation": "previous", "url": page(max(0, paging.offset - paging.count))})
+        return FhirResponse(
+            {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "total": total,
+                "link": links,
+                "entry": [
+                    {
+                        "fullUrl": f"{base}/{rtype}/{r.resource_id}",
+                        "resource": r.body,
+                        "search": {"mode": "match"},
+                    }
+                    for r in rows
+                ],
+            }
+        )
+
+    def not_allowed(request: Request) -> Response:
+        if request.method in ("GET", "HEAD"):
+            raise NotFound(f"no such endpoint {request.url.path}")
+        raise MethodNotAllowed(f"{request.method} is not supported; this server is read-only")
+
+    def image(request: Request) -> Response:
+        from gateway.imaging import ImagingError, encode_image, read_and_render
+
+        name = str(request.path_params["name"])
+        uid, _, ext = name.rpartition(".")
+        fmt = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg"}.get(ext.lower())
+        if fmt is None or not uid or not all(ch.isdigit() or ch == "." for ch in uid):
+            raise NotFound(f"no image {name!r}")
+        unknown = set(request.query_params) - {"size"}
+        if unknown:
+            raise InvalidSearch(f"unknown parameter(s) {sorted(unknown)}")
+        size_raw = request.query_params.get("size")
+        size = fhir.thumbnail_size
+        if size_raw is not None:
+            if not size_raw.isdigit() or not 16 <= int(size_raw) <= 4096:
+                raise InvalidSearch("size must be an integer from 16 to 4096")
+            size = int(size_raw)
+        with sessions() as session:
+            inst = session.query(Instance).filter(Instance.sop_instance_uid == uid).one_or_none()
+        if inst is None:
+            raise NotFound(f"no instance {uid}")
+        try:
+            pixels = read_and_render(inst.path)
+        except ImagingError as exc:
+            raise NotFound(f"instance {uid} has no renderable image: {exc}") from exc
+        data = encode_image(pixels, "png" if fmt == "png" else "jpeg", max_size=size)
+        return Response(data, media_type=f"image/{fmt}", headers={"Cache-Control": "private, max-age=3600"})
+
+    g = _guard
+    fhir_routes: list[BaseRoute] = [
+        Route("/metadata", g(token, metadata, public=True), methods=["GET"]),
+        Route("/{rtype}/{rid}/_history/{vid}", g(token, vread), methods=["GET"]),
+        Route("/{rtype}/{rid}/_history", g(token, history_instance), methods=["GET"]),
+        Route("/{rtype}/{rid}", g(token, read_resource), methods=["GET"]),
+        Route("/{rtype}", g(token, search_type), methods=["GET"]),
+        Route("/{rest:path}", g(token, not_allowed), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    ]
+    return [
+        Mount("/fhir", routes=fhir_routes),
+        Route("/images/{name}", g(token, image), methods=["GET"]),
+    ]
+
+
+def _wants_native(request: Request, content_type: str) -> bool:
+    accept = request.headers.get("accept", "")
+    return bool(content_type) and content_type in accept and "fhir+json" not in accept

@@ -1,0 +1,45 @@
+"""Errors of FHIR mapping and serving; the API turns each into an OperationOutcome.
+
+::
+
+    GatewayError
+    └── FhirError                 (http 500, code exception)
+        ├── InvalidResource       a built resource failed validation (500, code invariant)
+        ├── InvalidSearch         a query we do not understand (400, code not-supported / invalid)
+        ├── Unauthorized          no or wrong bearer token (401, code login)
+        ├── NotFound              unknown type, id or version (404, code not-found)
+        └── MethodNotAllowed      an interaction the server does not offer (405, code not-supported)
+"""
+
+from __future__ import annotations
+
+from gateway.errors import GatewayError
+
+
+class FhirError(GatewayError):
+    status = 500
+    code = "exception"
+
+
+class InvalidResource(FhirError):
+    code = "invariant"
+
+
+class InvalidSearch(FhirError):
+    status = 400
+    code = "not-supported"
+
+
+class Unauthorized(FhirError):
+    status = 401
+    code = "login"
+
+
+class NotFound(FhirError):
+    status = 404
+    code = "not-found"
+
+
+class MethodNotAllowed(FhirError):
+    status = 405
+    code = "not-supported"

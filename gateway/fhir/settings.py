@@ -1,0 +1,25 @@
+"""Settings for alignment and FHIR publishing (the ``[fhir]`` section)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class FhirSettings(BaseModel):
+    version: Literal["R4", "R5"] = Field(default="R4", description="R4 = 4.0.1 JSON; R5 = 5.0.0 JSON")
+    timezone: str = Field(default="UTC", description="IANA zone of DICOM dates/times without an offset")
+    anatomy_cues: bool = Field(
+        default=True, description="low-confidence series links from anatomy/window cues"
+    )
+    figure_min_score: float = Field(
+        default=0.6, ge=-1, le=1, description="least similarity for a figure link"
+    )
+    figure_margin: float = Field(
+        default=0.015, ge=0, le=1, description="how far the best instance must beat the runner-up"
+    )
+    figure_shortlist: int = Field(default=8, ge=2, le=100, description="instances compared at full detail")
+    thumbnail_size: int = Field(default=512, ge=16, le=4096, description="default longest side of images")
+    page_size: int = Field(default=20, ge=1, le=1000, description="search results per page without _count")
+    max_page_size: int = Field(default=200, ge=1, le=5000)

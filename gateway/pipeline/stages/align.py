@@ -1,0 +1,155 @@
+"""Pipeline stage ``align``: link the read report's sentences (and drafted findings) to image instances.
+
+This is the I/O edge of :func:`gateway.align.align`: it loads the read document, figure images, the Key
+Object Selection and the draft from the index and the artifact store, renders instances on demand, and stores
+the links as the study version's ``links.json`` document.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from pydicom import dcmread
+
+from gateway.align import Alignment, AlignOptions, InstanceInfo, align
+from gateway.align.kos import kos_references
+from gateway.align.model import KOS_SOP_CLASS
+from gateway.imaging import ImagingError, read_and_render
+from gateway.index.models import Instance, Series, Study
+from gateway.pipeline.stage import StageContext
+from gateway.pipeline.stages.read_report import primary_report
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+_RENDER_SIDE = 256  # the matcher works at 128 px; keep a little more for the fine pass
+
+
+def instance_info(inst: Instance, series: Series) -> InstanceInfo:
+    return InstanceInfo(
+        sop_instance_uid=inst.sop_instance_uid,
+        sop_class_uid=inst.sop_class_uid,
+        series_instance_uid=series.series_instance_uid,
+        series_number=series.series_number,
+        instance_number=inst.instance_number,
+        modality=series.modality,
+        body_part=series.body_part,
+        laterality=series.laterality,
+        view_position=inst.view_position or series.view_position,
+        series_description=series.series_description,
+        image_laterality=inst.image_laterality,
+        window_center=inst.window_center,
+        window_width=inst.window_width,
+        rows=inst.rows,
+        columns=inst.columns,
+    )
+
+
+def options_from(settings: Settings) -> AlignOptions:
+    f = settings.fhir
+    return AlignOptions(
+        anatomy_cues=f.anatomy_cues,
+        figure_min_score=f.figure_min_score,
+        figure_margin=f.figure_margin,
+        shortlist=f.figure_shortlist,
+    )
+
+
+def _renderer(paths: Mapping[str, str]) -> Any:
+    def render(instances: Sequence[InstanceInfo]) -> dict[str, npt.NDArray[np.uint8]]:
+        out: dict[str, npt.NDArray[np.uint8]] = {}
+        for info in instances:
+            path = paths.get(info.sop_instance_uid)
+            if path is None:
+                continue
+            try:
+                image = read_and_render(path)
+            except ImagingError as exc:
+                log.debug("not matching %s: %s", info.sop_instance_uid, exc)
+                continue
+            h, w = image.shape[:2]
+            k = _RENDER_SIDE / max(h, w)
+            if k < 1:
+                image = np.asarray(
+                    cv2.resize(
+                        image, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA
+                    ),
+                    dtype=np.uint8,
+                )
+            out[info.sop_instance_uid] = image
+        return out
+
+    return render
+
+
+def _decode(path: str) -> npt.NDArray[np.uint8] | None:
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+    return None if image is None else np.asarray(image, dtype=np.uint8)
+
+
+def compute_alignment(ctx: StageContext, study: Study) -> Alignment:
+    """Gather the inputs of the aligner for ``study`` at ``ctx.study_version`` and run it."""
+    docs = ctx.documents(study, stage="read_report", kind="document")
+    primary = primary_report(docs)
+    document: dict[str, Any] = (
+        dict(primary.content or {}) if primary is not None else {"paragraphs": [], "figures": []}
+    )
+    artifacts = {d.key: d.path for d in ctx.documents(study, stage="read_report") if d.path}
+    figure_images: dict[str, npt.NDArray[np.uint8]] = {}
+    for fig in document.get("figures", []):
+        path = artifacts.get(str(fig.get("artifact")))
+        if path and Path(path).is_file():
+            decoded = _decode(path)
+            if decoded is not None:
+                figure_images[str(fig["artifact"])] = decoded
+    pairs = ctx.instances(study)
+    infos = [instance_info(i, s) for i, s in pairs]
+    paths = {i.sop_instance_uid: i.path for i, _ in pairs}
+    kos: list[str] = []
+    for inst, _ in pairs:
+        if inst.sop_class_uid == KOS_SOP_CLASS:
+            try:
+                kos.extend(
+                    u for u in kos_references(dcmread(inst.path, stop_before_pixels=True)) if u not in kos
+                )
+            except Exception as exc:  # an unreadable KOS only loses its hints
+                log.warning("cannot read key object selection %s: %s", inst.sop_instance_uid, exc)
+    drafts = ctx.documents(study, stage="draft_findings", kind="draft")
+    draft = dict(drafts[-1].content or {}) if drafts else None
+    return align(
+        document,
+        infos,
+        figure_images=figure_images,
+        instance_images=_renderer(paths),
+        kos=kos,
+        draft=draft,
+        options=options_from(ctx.settings),
+    )
+
+
+def run(ctx: StageContext, study: Study) -> dict[str, Any]:
+    alignment = compute_alignment(ctx, study)
+    links = [link.to_json() for link in alignment.links]
+    ctx.put_document(
+        study,
+        key="links.json",
+        kind="links",
+        media_type="application/json",
+        content={"links": links, "sentences": len(alignment.sentences)},
+    )
+    by_method: dict[str, int] = {}
+    for link in alignment.links:
+        if link.resolved:
+            by_method[link.method] = by_method.get(link.method, 0) + 1
+    return {
+        "sentences": len(alignment.sentences),
+        "links": len(links),
+        "unresolved": sum(1 for link in alignment.links if not link.resolved),
+        "by_method": by_method,
+    }

@@ -1,0 +1,127 @@
+"""Pipeline stage ``publish``: build the study's FHIR resources, validate them, store new versions.
+
+All resources of one publication are written in one transaction, so a reader never sees a report whose
+Observations are missing. Content equal to the current version adds no version (see
+:mod:`gateway.fhir.store`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from gateway.align.model import Link
+from gateway.errors import PermanentStageError, StageError
+from gateway.fhir.errors import InvalidResource
+from gateway.fhir.mapping import (
+    InstanceData,
+    PatientData,
+    Pdf,
+    PublishInput,
+    SeriesData,
+    StudyData,
+    build_resources,
+)
+from gateway.fhir.store import save_resources
+from gateway.fhir.validate import validate_resource
+from gateway.index.models import Instance, Patient, Study
+from gateway.pipeline.stage import StageContext
+from gateway.pipeline.stages.read_report import primary_report
+from gateway.settings import Settings
+
+
+def base_url(settings: Settings) -> str:
+    """Where EMRs reach the gateway's HTTP API; links in resources are built on it."""
+    if settings.http.public_base_url:
+        return settings.http.public_base_url.rstrip("/")
+    return f"http://{settings.http.host}:{settings.http_port}"
+
+
+def study_data(ctx: StageContext, study: Study) -> StudyData:
+    with ctx.sessions() as session:
+        patient = session.get(Patient, study.patient_fk)
+    series: dict[str, tuple[Any, list[InstanceData]]] = {}
+    for inst, ser in ctx.instances(study):
+        entry = series.setdefault(ser.series_instance_uid, (ser, []))
+        entry[1].append(
+            InstanceData(
+                inst.sop_instance_uid, inst.sop_class_uid, inst.instance_number, inst.rows, inst.columns
+            )
+        )
+    return StudyData(
+        study_instance_uid=study.study_instance_uid,
+        patient=PatientData(
+            patient_id=patient.patient_id if patient else "",
+            issuer=patient.issuer if patient else "",
+            name=patient.name if patient else None,
+            birth_date=patient.birth_date if patient else None,
+            sex=patient.sex if patient else None,
+        ),
+        accession_number=study.accession_number,
+        study_date=study.study_date,
+        study_time=study.study_time,
+        description=study.description,
+        referring_physician=study.referring_physician,
+        series=tuple(
+            SeriesData(
+                s.series_instance_uid, s.series_number, s.modality, s.series_description, tuple(members)
+            )
+            for s, members in series.values()
+        ),
+    )
+
+
+def publish_input(ctx: StageContext, study: Study) -> PublishInput:
+    docs = ctx.documents(study, stage="read_report", kind="document")
+    primary = primary_report(docs)
+    document = dict(primary.content or {}) if primary is not None else None
+    link_docs = ctx.documents(study, stage="align", kind="links")
+    links = tuple(
+        Link.from_json(x) for x in ((link_docs[-1].content or {}).get("links", []) if link_docs else [])
+    )
+    drafts = ctx.documents(study, stage="draft_findings", kind="draft")
+    draft = dict(drafts[-1].content or {}) if drafts else None
+    pdf = None
+    pdfs = ctx.documents(study, stage="extract", kind="report-pdf")
+    if pdfs and pdfs[-1].path and Path(pdfs[-1].path).is_file():
+        report_uid = None
+        if pdfs[-1].instance_fk is not None:
+            with ctx.sessions() as session:
+                inst = session.get(Instance, pdfs[-1].instance_fk)
+                report_uid = inst.sop_instance_uid if inst else None
+        pdf = Pdf(Path(pdfs[-1].path).read_bytes(), report_uid)
+    return PublishInput(
+        study=study_data(ctx, study),
+        base_url=base_url(ctx.settings),
+        document=document,
+        links=links,
+        draft=draft,
+        pdf=pdf,
+        timezone=ctx.settings.fhir.timezone,
+        version=ctx.settings.fhir.version,
+    )
+
+
+def run(ctx: StageContext, study: Study) -> dict[str, Any]:
+    inp = publish_input(ctx, study)
+    resources = build_resources(inp)
+    try:
+        for resource in resources:
+            validate_resource(resource, inp.version)
+    except InvalidResource as exc:
+        raise PermanentStageError(f"FHIR mapping produced an invalid resource: {exc}") from exc
+    try:
+        with ctx.sessions.begin() as session:
+            summary = save_resources(session, resources, study_fk=study.id)
+    except IntegrityError as exc:  # another publisher of the same study won the race; try again
+        raise StageError(f"concurrent publication of {study.study_instance_uid}") from exc
+    report = [k for k in summary.versions if k.startswith("DiagnosticReport/")]
+    return {
+        "resources": len(resources),
+        "created": summary.created,
+        "updated": summary.updated,
+        "unchanged": summary.unchanged,
+        "reports": {k: summary.versions[k] for k in report},
+    }

@@ -1,0 +1,62 @@
+"""The whole path: storescu pushes the sample study; an EMR (fhirpy) finds the report and its images.
+
+The sample report says "Se 2 Im 5" (an explicit position) and "图1" (a figure cut from a CT slice, re-windowed
+and resized). Both sentences must come back from the FHIR API linked to the right SOP Instance UIDs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fhirpy import SyncFHIRClient
+
+
+def _media_uids(client: SyncFHIRClient, observation: Any) -> set[str]:
+    uids: set[str] = set()
+    for ref in observation.get("derivedFrom", []):
+        if not ref["reference"].startswith("Media/"):
+            continue
+        media = client.reference(reference=ref["reference"]).to_resource()
+        for ident in media.get("identifier", []):
+            if ident["system"] == "urn:dicom:uid":
+                uids.add(ident["value"].removeprefix("urn:oid:"))
+    return uids
+
+
+@pytest.mark.slow
+def test_emr_follows_report_sentences_to_the_right_instances(served) -> None:
+    served.storescu(*sorted(served.sample_dir.glob("*.dcm")))
+    served.wait_state({"done", "failed"}, timeout=240)
+    study = served.study()
+    assert study["state"] == "done", (study, served.log.read_text()[-4000:])
+
+    client = SyncFHIRClient(f"{served.base}/fhir", authorization=f"Bearer {served.token}")
+    study_uid = served.manifest["study_instance_uid"]
+    imaging = client.resources("ImagingStudy").search(identifier=f"urn:dicom:uid|urn:oid:{study_uid}").fetch_all()
+    assert len(imaging) == 1
+    patient_ref = imaging[0]["subject"]["reference"]
+
+    reports = client.resources("DiagnosticReport").search(patient=patient_ref).fetch_all()
+    final = [r for r in reports if r["status"] in ("final", "amended", "corrected")]
+    assert len(final) == 1, [r["status"] for r in reports]
+    report = final[0]
+    assert report["imagingStudy"][0]["reference"] == f"ImagingStudy/{imaging[0]['id']}"
+    assert {f["contentType"] for f in report["presentedForm"]} >= {"application/pdf", "text/html"}
+
+    links = served.manifest["links"]
+    found: dict[str, set[str]] = {"Se 2 Im 5": set(), "图1": set()}
+    for result in report["result"]:
+        observation = client.reference(reference=result["reference"]).to_resource()
+        text = observation["valueString"]
+        for marker in found:
+            if marker.replace(" ", "") in text.replace(" ", ""):
+                found[marker] |= _media_uids(client, observation)
+    assert found["Se 2 Im 5"] == {links["Se 2 Im 5"]}
+    assert found["图1"] == {links["figure:1"]}
+
+    # No token, no data; the capability statement is public.
+    import httpx
+
+    assert httpx.get(f"{served.base}/fhir/DiagnosticReport").status_code == 401
+    assert httpx.get(f"{served.base}/fhir/metadata").status_code == 200

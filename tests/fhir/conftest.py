@@ -1,0 +1,26 @@
+"""A published study in the index on both back ends, for the FHIR store and API tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fhir_seed import publish_input, seed_index
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.fhir.mapping import build_resources
+from gateway.fhir.store import save_resources
+
+
+@pytest.fixture
+def published(sessions: sessionmaker[Session], tmp_path: Path) -> dict[str, Any]:
+    """The sample study published once; ``resources`` are the bodies as built."""
+    study_fk = seed_index(sessions, tmp_path)
+    resources = build_resources(publish_input())
+    with sessions.begin() as session:
+        save_resources(
+            session, resources, study_fk=study_fk, now=dt.datetime(2026, 1, 10, 12, 0, tzinfo=dt.UTC)
+        )
+    return {"study_fk": study_fk, "resources": resources, "sessions": sessions}

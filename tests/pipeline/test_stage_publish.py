@@ -1,0 +1,75 @@
+"""Stage ``publish``: versions stored; an unchanged re-run adds none; an amended report adds one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from test_stage_align import STUDY, put_read_report, seed
+
+from gateway.fhir.ids import report_id
+from gateway.fhir.validate import validate_resource
+from gateway.index.models import FhirResource
+from gateway.pipeline.stage import StageContext
+from gateway.pipeline.stages import align as align_stage
+from gateway.pipeline.stages import publish as publish_stage
+from gateway.settings import Settings
+
+
+def _report_versions(sessions: sessionmaker[Session]) -> list[tuple[int, str, bool]]:
+    with sessions() as session:
+        rows = session.scalars(
+            select(FhirResource)
+            .where(
+                FhirResource.resource_type == "DiagnosticReport", FhirResource.resource_id == report_id(STUDY)
+            )
+            .order_by(FhirResource.version_id)
+        )
+        return [(r.version_id, str(r.body["status"]), r.is_current) for r in rows]
+
+
+def test_publish_versions(sessions: sessionmaker[Session], tmp_path: Path, settings: Settings) -> None:
+    study = seed(sessions, tmp_path)
+    put_read_report(settings, sessions, study, "右肺上叶见结节（Se 2 Im 5）。另见图1。")
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(b"%PDF-1.4 sample\n")
+    extract = StageContext(settings=settings, sessions=sessions, study_version=1, stage="extract")
+    extract.put_document(
+        study, key="report.pdf", kind="report-pdf", media_type="application/pdf", data=pdf.read_bytes()
+    )
+
+    def run(version: int) -> dict[str, object]:
+        align_stage.run(
+            StageContext(settings=settings, sessions=sessions, study_version=version, stage="align"), study
+        )
+        return publish_stage.run(
+            StageContext(settings=settings, sessions=sessions, study_version=version, stage="publish"), study
+        )
+
+    first = run(1)
+    assert first["created"] == first["resources"] and first["updated"] == 0
+    assert _report_versions(sessions) == [(1, "final", True)]
+    with sessions() as session:
+        for row in session.scalars(select(FhirResource)):
+            validate_resource(row.body)
+        media = session.scalars(select(FhirResource).where(FhirResource.resource_type == "Media")).all()
+        assert {m.body["identifier"][0]["value"] for m in media} == {
+            f"urn:oid:{STUDY}.2.5",
+            f"urn:oid:{STUDY}.2.3",
+        }
+
+    again = run(1)  # a retried job on the same content
+    assert again["created"] == again["updated"] == 0
+    assert _report_versions(sessions) == [(1, "final", True)]
+
+    # The study is reopened (version 2) and the PACS re-sends an amended report.
+    study.version = 2
+    put_read_report(settings, sessions, study, "右肺上叶见结节（Se 2 Im 5），较前增大。另见图1。")
+    extract2 = StageContext(settings=settings, sessions=sessions, study_version=2, stage="extract")
+    extract2.put_document(
+        study, key="report.pdf", kind="report-pdf", media_type="application/pdf", data=b"%PDF-1.4 amended\n"
+    )
+    third = run(2)
+    assert third["updated"] >= 1
+    assert _report_versions(sessions) == [(1, "final", False), (2, "amended", True)]
