@@ -7,6 +7,7 @@ the SCP into a DIMSE status, the HTTP API into an OperationOutcome, a worker int
 
     GatewayError
     ├── ConfigError                 settings that cannot be used
+    │   └── findings.CheckpointError  a checkpoint that is missing, mismatched or corrupt
     ├── StoreError                  the instance store
     │   ├── InvalidInstance         data we cannot understand (DIMSE 0xC000 range)
     │   │   └── UnsafeUID           a UID with non-UID or path characters
@@ -15,7 +16,11 @@ the SCP into a DIMSE status, the HTTP API into an OperationOutcome, a worker int
     ├── IndexError_                 the database index
     ├── StageError                  a pipeline stage failed; the job retries
     │   └── PermanentStageError     retrying cannot help; the job goes straight to dead letter
-    ├── ReadError                   a report could not be read (issue 3)
+    │       ├── ReadError           a report could not be read (encrypted, corrupt, over limits)
+    │       └── findings.ImageDecodeError  an image the findings models cannot decode
+    ├── imaging.ImagingError        an instance whose pixels cannot be rendered
+    ├── findings.DataSetError       a training data set in an unexpected shape
+    ├── fhir.FhirError              FHIR mapping, validation and API errors (→ OperationOutcome)
     └── NotConfigured               a part that needs local models or settings that are absent
 """
 

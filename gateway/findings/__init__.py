@@ -1,0 +1,1 @@
+"""Drafting findings from images with trainable models."""

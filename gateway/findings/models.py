@@ -1,0 +1,269 @@
+"""The two drafting models.
+
+Both take a batch of studies as ``(B, 2, 1, H, W)`` tensors in ``[0, 1]`` (frontal view first, lateral second)
+and token ids, and expose the same three decoding hooks (``encode``, ``start``, ``step``) so that one greedy
+and one beam search serve both.
+
+``cnn-lstm``
+    The seed (Show and Tell): a ResNet-101 without its fc layer pools the frontal image to 2048 numbers, a
+    linear layer maps them to the embedding size, and that vector is the LSTM's first input, before
+    ``<start>`` and the words.
+``attention``
+    Keeps the ResNet's 7x7 grid for both views (as R2Gen does), encodes the 98 regions with a Transformer
+    encoder and decodes with a Transformer decoder that cross-attends to them. VisionEncoderDecoderModel does
+    not take a ResNet encoder, so this is a plain ``nn.Module``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+from transformers import ResNetConfig, ResNetModel
+
+__all__ = [
+    "PRESETS",
+    "Architecture",
+    "AttentionModel",
+    "CaptionModel",
+    "CnnLstm",
+    "ModelConfig",
+    "ResNetSpec",
+    "build_model",
+]
+
+Architecture = Literal["cnn-lstm", "attention"]
+_MEAN = (0.485, 0.456, 0.406)  # ImageNet, which the pretrained ResNet was trained on
+_STD = (0.229, 0.224, 0.225)
+
+
+class ResNetSpec(BaseModel):
+    """The fields of transformers' ``ResNetConfig`` that shape the weights."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    embedding_size: int = 64
+    hidden_sizes: tuple[int, ...] = (256, 512, 1024, 2048)
+    depths: tuple[int, ...] = (3, 4, 23, 3)  # ResNet-101
+    layer_type: Literal["basic", "bottleneck"] = "bottleneck"
+    downsample_in_first_stage: bool = False
+    downsample_in_bottleneck: bool = False
+
+    def to_config(self) -> Any:
+        return ResNetConfig(num_channels=3, hidden_act="relu", **self.model_dump())
+
+    @classmethod
+    def from_config(cls, config: Any) -> ResNetSpec:
+        return cls(**{name: getattr(config, name) for name in cls.model_fields})
+
+
+class ModelConfig(BaseModel):
+    """Everything needed to rebuild a model's modules; stored in the checkpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+    architecture: Architecture
+    vocab_size: int = Field(ge=5)
+    image_size: int = Field(default=224, ge=32)
+    max_tokens: int = Field(default=60, ge=1)
+    resnet: ResNetSpec = Field(default_factory=ResNetSpec)
+    embed_size: int = 256
+    hidden_size: int = 512  # LSTM hidden size; Transformer width for "attention"
+    num_layers: int = 2
+    encoder_layers: int = 3  # "attention" only
+    heads: int = 8
+    ff_size: int = 2048
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+
+
+# Tiny sizes for tests, the synthetic set and benchmarks; "full" is the seed's ResNet-101.
+PRESETS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "tiny": {
+        "image_size": 64,
+        "resnet": ResNetSpec(
+            embedding_size=16, hidden_sizes=(16, 32, 48, 64), depths=(1, 1, 1, 1), layer_type="basic"
+        ),
+        "embed_size": 64,
+        "hidden_size": 96,
+        "num_layers": 1,
+        "encoder_layers": 1,
+        "heads": 4,
+        "ff_size": 192,
+        "dropout": 0.1,
+    },
+}
+
+
+class _Backbone(nn.Module):
+    """ResNet without its classifier; normalises ``[0, 1]`` greyscale input itself."""
+
+    def __init__(self, spec: ResNetSpec, pretrained: Path | None = None) -> None:
+        super().__init__()
+        if pretrained is not None:
+            self.resnet = ResNetModel.from_pretrained(str(pretrained), local_files_only=True)
+        else:
+            self.resnet = ResNetModel(spec.to_config())
+        self.mean: Tensor
+        self.std: Tensor
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def out_channels(self) -> int:
+        sizes: list[int] = list(self.resnet.config.hidden_sizes or [])
+        return int(sizes[-1])
+
+    def forward(self, images: Tensor) -> Tensor:
+        """``(N, 1, H, W)`` → grid ``(N, C, H/32, W/32)``."""
+        x = (images.expand(-1, 3, -1, -1) - self.mean) / self.std
+        out = self.resnet(pixel_values=x)
+        grid: Tensor = out.last_hidden_state
+        return grid
+
+
+class CaptionModel(nn.Module):
+    """Common interface: teacher-forced ``forward`` and the decoding hooks."""
+
+    config: ModelConfig
+
+    def encode(self, images: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def start(self, memory: Tensor) -> tuple[Tensor, ...]:
+        """Decoder state before the first word."""
+        raise NotImplementedError
+
+    def step(
+        self, tokens: Tensor, memory: Tensor, state: tuple[Tensor, ...]
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Log-probabilities ``(N, V)`` of the next word after ``tokens`` ``(N,)``, and the new state."""
+        raise NotImplementedError
+
+    @staticmethod
+    def reorder(state: tuple[Tensor, ...], index: Tensor) -> tuple[Tensor, ...]:
+        raise NotImplementedError
+
+    def forward(self, images: Tensor, inputs: Tensor) -> Tensor:
+        """Logits ``(B, T, V)`` for ``inputs`` ``(B, T)`` = ``<start> w1 .. wn`` (teacher forcing)."""
+        raise NotImplementedError
+
+
+class CnnLstm(CaptionModel):
+    def __init__(self, config: ModelConfig, pretrained: Path | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = _Backbone(config.resnet, pretrained)
+        self.project = nn.Linear(self.backbone.out_channels, config.embed_size)
+        self.embed = nn.Embedding(config.vocab_size, config.embed_size)
+        self.lstm = nn.LSTM(
+            config.embed_size,
+            config.hidden_size,
+            config.num_layers,
+            batch_first=True,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def encode(self, images: Tensor) -> Tensor:
+        grid = self.backbone(images[:, 0])
+        pooled = grid.mean(dim=(2, 3))  # what ResNet's own average pool gives before fc
+        features: Tensor = self.project(pooled)
+        return features
+
+    def forward(self, images: Tensor, inputs: Tensor) -> Tensor:
+        features = self.encode(images).unsqueeze(1)
+        sequence = torch.cat([features, self.embed(inputs)], dim=1)
+        out, _ = self.lstm(self.dropout(sequence))
+        logits: Tensor = self.head(self.dropout(out[:, 1:]))
+        return logits
+
+    def start(self, memory: Tensor) -> tuple[Tensor, ...]:
+        _, (h, c) = self.lstm(memory.unsqueeze(1))
+        return h, c
+
+    def step(
+        self, tokens: Tensor, memory: Tensor, state: tuple[Tensor, ...]
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        out, (h, c) = self.lstm(self.embed(tokens).unsqueeze(1), (state[0], state[1]))
+        logits = self.head(out[:, 0]).float()
+        return torch.log_softmax(logits, dim=-1), (h, c)
+
+    @staticmethod
+    def reorder(state: tuple[Tensor, ...], index: Tensor) -> tuple[Tensor, ...]:
+        return state[0][:, index], state[1][:, index]
+
+
+class AttentionModel(CaptionModel):
+    def __init__(self, config: ModelConfig, pretrained: Path | None = None) -> None:
+        super().__init__()
+        self.config = config
+        width = config.hidden_size
+        self.backbone = _Backbone(config.resnet, pretrained)
+        cells = max(1, -(-config.image_size // 32)) ** 2
+        self.project = nn.Linear(self.backbone.out_channels, width)
+        self.region = nn.Parameter(torch.zeros(1, 1, cells, width))
+        self.view = nn.Parameter(torch.zeros(1, 2, 1, width))
+        nn.init.normal_(self.region, std=0.02)
+        nn.init.normal_(self.view, std=0.02)
+        encoder_layer = nn.TransformerEncoderLayer(
+            width, config.heads, config.ff_size, config.dropout, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(encoder_layer, config.encoder_layers, enable_nested_tensor=False)
+        self.embed = nn.Embedding(config.vocab_size, width)
+        self.position = nn.Embedding(config.max_tokens + 2, width)
+        decoder_layer = nn.TransformerDecoderLayer(
+            width, config.heads, config.ff_size, config.dropout, batch_first=True, norm_first=True
+        )
+        self.decoder = nn.TransformerDecoder(decoder_layer, config.num_layers)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, config.vocab_size)
+
+    def encode(self, images: Tensor) -> Tensor:
+        batch, views = images.shape[:2]
+        grid = self.backbone(images.flatten(0, 1))  # (B*2, C, h, w)
+        regions = self.project(grid.flatten(2).transpose(1, 2))  # (B*2, h*w, D)
+        regions = regions.view(batch, views, regions.shape[1], -1)
+        regions = regions + self.region[:, :, : regions.shape[2]] + self.view[:, :views]
+        memory: Tensor = self.encoder(regions.flatten(1, 2))
+        return memory
+
+    def _decode(self, inputs: Tensor, memory: Tensor) -> Tensor:
+        length = inputs.shape[1]
+        positions = torch.arange(length, device=inputs.device)
+        x = self.embed(inputs) + self.position(positions)
+        mask = torch.triu(torch.full((length, length), float("-inf"), device=inputs.device), diagonal=1)
+        out = self.decoder(x, memory, tgt_mask=mask, tgt_is_causal=True)
+        logits: Tensor = self.head(self.norm(out))
+        return logits
+
+    def forward(self, images: Tensor, inputs: Tensor) -> Tensor:
+        return self._decode(inputs, self.encode(images))
+
+    def start(self, memory: Tensor) -> tuple[Tensor, ...]:
+        return (torch.zeros(memory.shape[0], 0, dtype=torch.long, device=memory.device),)
+
+    def step(
+        self, tokens: Tensor, memory: Tensor, state: tuple[Tensor, ...]
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        # Re-running the short prefix is simpler than a key/value cache and cheap at 60 tokens.
+        prefix = torch.cat([state[0], tokens.unsqueeze(1)], dim=1)
+        logits = self._decode(prefix, memory)[:, -1].float()
+        return torch.log_softmax(logits, dim=-1), (prefix,)
+
+    @staticmethod
+    def reorder(state: tuple[Tensor, ...], index: Tensor) -> tuple[Tensor, ...]:
+        return (state[0][index],)
+
+
+def build_model(config: ModelConfig, pretrained: Path | None = None) -> CaptionModel:
+    """A fresh model; ``pretrained`` is a local ``microsoft/resnet-101`` style snapshot for the backbone."""
+    cls = CnnLstm if config.architecture == "cnn-lstm" else AttentionModel
+    return cls(config, pretrained)
+
+
+def pretrained_spec(pretrained: Path) -> ResNetSpec:
+    """The ResNet shape of a local snapshot, so that the checkpoint records what was loaded."""
+    return ResNetSpec.from_config(ResNetConfig.from_pretrained(str(pretrained), local_files_only=True))

@@ -1,0 +1,299 @@
+"""A synthetic chest X-ray data set whose reports are fully determined by the pixels.
+
+Each study has a frontal and a lateral image. The frontal shows an optional lesion whose side (left/right),
+zone (upper/lower), size (small/large), density (faint/dense) and shape (round/linear) the report names, and a
+heart shadow that is either normal or enlarged. A pleural effusion, when present, shows only on the lateral
+view, so a model that reads both views can say more than one that reads the frontal alone. The set is written
+in each real IU X-Ray layout (and the gateway's archive), so the loaders, training, evaluation and the command
+line can be exercised end to end without real data.
+
+Side follows the radiographic convention: the patient's right is on the image's left.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+from gateway.findings.data import DataFormat, StudyRecord, split_studies
+
+__all__ = ["SyntheticStudy", "generate", "write_dataset", "write_dicom"]
+
+U8 = npt.NDArray[np.uint8]
+_ROOT = "1.2.826.0.1.3680043.10.1456"  # private root for synthetic UIDs
+
+
+@dataclass(frozen=True, slots=True)
+class SyntheticStudy:
+    study_id: str
+    patient_id: str
+    findings: str
+    frontal: U8
+    lateral: U8
+
+
+def _canvas(size: int, rng: np.random.Generator) -> npt.NDArray[np.float32]:
+    xx = np.mgrid[0:size, 0:size][1].astype(np.float32) / size
+    body = 0.25 + 0.15 * np.exp(-(((xx - 0.5) / 0.35) ** 2))  # soft tissue brighter at the midline
+    canvas: npt.NDArray[np.float32] = (body + rng.normal(0, 0.03, (size, size))).astype(np.float32)
+    return canvas
+
+
+def _disc(img: npt.NDArray[np.float32], cy: float, cx: float, ry: float, rx: float, value: float) -> None:
+    size = img.shape[0]
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    mask = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+    img[mask] += value
+
+
+def _to_u8(img: npt.NDArray[np.float32]) -> U8:
+    pixels: U8 = np.clip(img * 255.0, 0, 255).astype(np.uint8)
+    return pixels
+
+
+def _study(index: int, rng: np.random.Generator, size: int) -> tuple[str, U8, U8]:
+    frontal, lateral = _canvas(size, rng), _canvas(size, rng)
+    s = size / 64.0
+    sentences = []
+    if rng.random() < 0.85:
+        side = str(rng.choice(["right", "left"]))
+        zone = str(rng.choice(["upper", "lower"]))
+        big = bool(rng.random() < 0.5)
+        dense = bool(rng.random() < 0.5)
+        linear = bool(rng.random() < 0.5)
+        cx = (16 if side == "right" else 48) * s + rng.uniform(-3, 3) * s
+        cy = (18 if zone == "upper" else 42) * s + rng.uniform(-3, 3) * s
+        radius = (9.0 if big else 4.5) * s
+        value = 0.6 if dense else 0.25
+        ry = radius * 0.35 if linear else radius
+        _disc(frontal, cy, cx, ry, radius, value)
+        _disc(lateral, cy, 32 * s, ry, radius * 0.8, value * 0.8)
+        sentences.append(
+            f"There is a {'large' if big else 'small'} {'dense' if dense else 'faint'} "
+            f"{'linear' if linear else 'round'} opacity in the {side} {zone} lung."
+        )
+    else:
+        sentences.append("The lungs are clear.")
+    if rng.random() < 0.5:
+        _disc(frontal, 40 * s, 34 * s, 11 * s, 15 * s, 0.35)
+        _disc(lateral, 40 * s, 40 * s, 11 * s, 12 * s, 0.35)
+        sentences.append("The heart is enlarged.")
+    else:
+        _disc(frontal, 42 * s, 34 * s, 8 * s, 9 * s, 0.35)
+        _disc(lateral, 42 * s, 40 * s, 8 * s, 8 * s, 0.35)
+        sentences.append("Cardiac silhouette within normal limits.")
+    if rng.random() < 0.5:
+        lateral[int(54 * s) :, :] += 0.45
+        sentences.append("Small pleural effusion is seen.")
+    else:
+        sentences.append("Costophrenic angles are sharp.")
+    return " ".join(sentences), _to_u8(frontal), _to_u8(lateral)
+
+
+def generate(count: int, seed: int = 0, size: int = 64) -> list[SyntheticStudy]:
+    """``count`` studies; a fifth of the patients have two studies, to exercise patient-level splits."""
+    rng = np.random.default_rng(seed)
+    studies = []
+    patient = 0
+    for index in range(count):
+        findings, frontal, lateral = _study(index, rng, size)
+        studies.append(SyntheticStudy(f"CXR{index + 1}", f"P{patient + 1}", findings, frontal, lateral))
+        if index % 10 != 0:  # every tenth study shares its patient with the next
+            patient += 1
+    return studies
+
+
+def write_dicom(
+    path: Path,
+    pixels: npt.NDArray[np.uint8] | npt.NDArray[np.uint16],
+    *,
+    view_position: str | None,
+    study_uid: str,
+    patient_id: str,
+    sop_instance_uid: str | None = None,
+    monochrome1: bool = False,
+    rescale: tuple[float, float] | None = None,
+    window: tuple[float, float] | None = None,
+    transfer_syntax: str | None = None,
+) -> str:
+    """A minimal DX-like instance holding ``pixels``; returns its SOP Instance UID.
+
+    ``monochrome1`` stores inverted values with MONOCHROME1, ``rescale`` (slope, intercept) stores values
+    that the Modality LUT maps back, ``transfer_syntax`` compresses (e.g. JPEG 2000 lossless through
+    pylibjpeg-openjpeg).
+    """
+    uid = str(sop_instance_uid or generate_uid(prefix=_ROOT + "."))
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(uid)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = uid
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = generate_uid(prefix=_ROOT + ".")
+    ds.PatientID = patient_id
+    ds.Modality = "DX"
+    if view_position is not None:
+        ds.ViewPosition = view_position
+    values = pixels.astype(np.uint16) if pixels.dtype != np.uint8 else pixels
+    bits = 8 if values.dtype == np.uint8 else 16
+    maximum = (1 << bits) - 1
+    stored = values.astype(np.float64)
+    if rescale is not None:
+        slope, intercept = rescale
+        stored = (stored - intercept) / slope
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    if monochrome1:
+        stored = maximum - stored
+    ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    array = np.clip(np.round(stored), 0, maximum).astype(np.uint8 if bits == 8 else np.uint16)
+    ds.Rows, ds.Columns = array.shape
+    ds.SamplesPerPixel = 1
+    ds.BitsAllocated = bits
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 0
+    ds.PixelData = array.tobytes()
+    if transfer_syntax is not None:
+        ds.compress(transfer_syntax, array)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return uid
+
+
+def _png(path: Path, pixels: U8) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+
+
+def _xml(study: SyntheticStudy, image_ids: Sequence[str]) -> str:
+    from xml.sax.saxutils import escape, quoteattr
+
+    images = "".join(
+        f"<parentImage id={quoteattr(i)}><figureId>F{n + 1}</figureId><caption>Xray Chest PA and Lateral"
+        f"</caption><url>/hadoop/storage/radiology/extract/{escape(i)}.jpg</url></parentImage>"
+        for n, i in enumerate(image_ids)
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<eCitation><meta type="rr"/>'
+        f"<uId id={quoteattr(study.study_id)}/><pmcId id={quoteattr(study.study_id[3:])}/>"
+        '<MedlineCitation Owner="Indiana University" Status="supplied by publisher">'
+        '<Article PubModel="Electronic">'
+        "<Journal>Indiana University Chest X-ray Collection</Journal><Abstract>"
+        '<AbstractText Label="COMPARISON">None.</AbstractText>'
+        '<AbstractText Label="INDICATION">XXXX-year-old with cough.</AbstractText>'
+        f'<AbstractText Label="FINDINGS">{escape(study.findings)}</AbstractText>'
+        '<AbstractText Label="IMPRESSION">See findings.</AbstractText>'
+        f"</Abstract></Article></MedlineCitation>{images}</eCitation>\n"
+    )
+
+
+def write_dataset(studies: Sequence[SyntheticStudy], out: Path, fmt: DataFormat, seed: int = 42) -> Path:
+    """Write ``studies`` in layout ``fmt`` under ``out``; returns the path to pass as ``--data``."""
+    out.mkdir(parents=True, exist_ok=True)
+    if fmt == "iu-xml":
+        for n, study in enumerate(studies, 1):
+            ids = [f"{study.study_id}_IM-{n:04d}-1001", f"{study.study_id}_IM-{n:04d}-2001"]
+            _png(out / "NLMCXR_png" / f"{ids[0]}.png", study.frontal)
+            _png(out / "NLMCXR_png" / f"{ids[1]}.png", study.lateral)
+            xml_path = out / "ecgen-radiology" / f"{n}.xml"
+            xml_path.parent.mkdir(parents=True, exist_ok=True)
+            xml_path.write_text(_xml(study, ids), encoding="utf-8")
+        return out
+    if fmt == "r2gen":
+        records = [StudyRecord(s.study_id, s.patient_id, s.findings, ()) for s in studies]
+        split = split_studies(records, seed=seed)
+        where = {sid: name for name in ("train", "val", "test") for sid in split.of(name)}
+        annotation: dict[str, list[dict[str, object]]] = {"train": [], "val": [], "test": []}
+        for n, study in enumerate(studies, 1):
+            folder = f"{study.study_id}_IM-{n:04d}"
+            _png(out / "images" / folder / "0.png", study.frontal)
+            _png(out / "images" / folder / "1.png", study.lateral)
+            annotation[where[study.study_id]].append(
+                {
+                    "id": folder,
+                    "report": study.findings,
+                    "image_path": [f"{folder}/0.png", f"{folder}/1.png"],
+                    "split": where[study.study_id],
+                }
+            )
+        (out / "annotation.json").write_text(json.dumps(annotation), encoding="utf-8")
+        return out
+    if fmt == "kaggle":
+        with (
+            (out / "indiana_reports.csv").open("w", encoding="utf-8", newline="") as rf,
+            (out / "indiana_projections.csv").open("w", encoding="utf-8", newline="") as pf,
+        ):
+            reports = csv.writer(rf)
+            projections = csv.writer(pf)
+            reports.writerow(
+                ["uid", "MeSH", "Problems", "image", "indication", "comparison", "findings", "impression"]
+            )
+            projections.writerow(["uid", "filename", "projection"])
+            for n, study in enumerate(studies, 1):
+                names = [f"{n}_IM-{n:04d}-1001.dcm.png", f"{n}_IM-{n:04d}-2001.dcm.png"]
+                # Kaggle lists projections in no fixed order; put the lateral first to test that.
+                for name, pixels, projection in (
+                    (names[1], study.lateral, "Lateral"),
+                    (names[0], study.frontal, "Frontal"),
+                ):
+                    _png(out / "images" / "images_normalized" / name, pixels)
+                    projections.writerow([n, name, projection])
+                reports.writerow(
+                    [
+                        n,
+                        "normal",
+                        "normal",
+                        "Xray Chest PA and Lateral",
+                        "XXXX-year-old.",
+                        "None.",
+                        study.findings,
+                        "See findings.",
+                    ]
+                )
+        return out
+    if fmt == "archive":
+        rng = random.Random(seed)  # noqa: S311 - reproducible test data
+        lines = []
+        for study in studies:
+            study_uid = generate_uid(prefix=_ROOT + ".", entropy_srcs=[study.study_id])
+            images = []
+            for pixels, view in ((study.frontal, "PA"), (study.lateral, "LL")):
+                # Some instances come inverted (MONOCHROME1) or rescaled, as a real archive's do.
+                name = f"{study.study_id}/{view}.dcm"
+                uid = write_dicom(
+                    out / name,
+                    pixels,
+                    view_position=view,
+                    study_uid=study_uid,
+                    patient_id=study.patient_id,
+                    monochrome1=rng.random() < 0.3,
+                    rescale=(2.0, -10.0) if rng.random() < 0.3 else None,
+                )
+                images.append({"path": name, "view_position": view, "sop_instance_uid": uid})
+            lines.append(
+                json.dumps(
+                    {
+                        "study_uid": study_uid,
+                        "patient_id": study.patient_id,
+                        "findings": study.findings,
+                        "images": images,
+                    }
+                )
+            )
+        (out / "archive.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return out / "archive.jsonl"
+    raise ValueError(f"unknown format {fmt!r}")

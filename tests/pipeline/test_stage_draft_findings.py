@@ -1,0 +1,75 @@
+"""Stage ``draft_findings``: drafts with a configured checkpoint, and never any text without one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+import torch
+
+from gateway.dicom.ingest import Ingest
+from gateway.findings.checkpoint import save_checkpoint
+from gateway.findings.data import Split
+from gateway.findings.models import PRESETS, ModelConfig, build_model
+from gateway.findings.synthetic import generate, write_dicom
+from gateway.findings.text import TextRules, Vocabulary
+from gateway.index.models import Study
+from gateway.metrics import Metrics
+from gateway.pipeline.stage import StageContext
+from gateway.pipeline.stages import draft_findings
+
+VOCAB = Vocabulary(["<pad>", "<start>", "<end>", "<unk>", ".", "heart", "normal", "lungs", "clear"])
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    config = ModelConfig(architecture="cnn-lstm", vocab_size=len(VOCAB), max_tokens=8, **PRESETS["tiny"])
+    folder = tmp_path_factory.mktemp("ck") / "best"
+    model = build_model(config)
+    with torch.no_grad():  # an untrained model may say nothing at all; make it say a word
+        model.head.bias[VOCAB.tokens.index("heart")] = 4.0  # type: ignore[index]
+    save_checkpoint(folder, model, VOCAB, TextRules(), Split(), {})
+    return folder
+
+
+def _ingest_radiographs(settings, sessions, tmp_path: Path) -> tuple[Study, dict[str, str]]:  # type: ignore[no-untyped-def]
+    study = generate(1, seed=3)[0]
+    ingest = Ingest(settings, sessions, Metrics())
+    uids = {}
+    for pixels, view in ((study.frontal, "PA"), (study.lateral, "LL")):
+        path = tmp_path / f"{view}.dcm"
+        uids[view] = write_dicom(path, pixels, view_position=view, study_uid="1.2.826.0.1.3680043.10.1", patient_id="P")
+        ds = pydicom.dcmread(path)
+        ingest.store(path.read_bytes(), ds, transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID), calling_ae="T")
+    with sessions() as session:
+        return session.query(Study).one(), uids
+
+
+def test_without_a_checkpoint_no_text_is_produced(settings, sessions, tmp_path: Path) -> None:
+    study, _ = _ingest_radiographs(settings, sessions, tmp_path)
+    ctx = StageContext(settings, sessions, study_version=1, stage="draft_findings")
+    result = draft_findings.run(ctx, study)
+    assert result == {"status": "no findings model configured", "sentences": 0}
+    (doc,) = ctx.documents(study, stage="draft_findings")
+    assert doc.content == {"status": "no findings model configured", "sentences": []}
+
+
+def test_with_a_checkpoint_sentences_name_their_instance_and_model(
+    settings_factory, sessions, checkpoint: Path, tmp_path: Path
+) -> None:
+    settings = settings_factory(findings={"checkpoint": checkpoint, "beam_size": 2})
+    study, uids = _ingest_radiographs(settings, sessions, tmp_path)
+    ctx = StageContext(settings, sessions, study_version=1, stage="draft_findings")
+    result = draft_findings.run(ctx, study)
+    assert result["status"] == "preliminary" and result["sentences"] >= 1
+    (doc,) = ctx.documents(study, stage="draft_findings")
+    content = doc.content or {}
+    assert content["machine_written"] is True and content["status"] == "preliminary"
+    assert content["model_name"] and content["model_version"]
+    assert all(s["sop_instance_uid"] == uids["PA"] for s in content["sentences"])
+    assert any("heart" in s["text"] for s in content["sentences"])
+    # Idempotent: a re-run replaces the draft rather than adding one.
+    draft_findings.run(ctx, study)
+    assert len(ctx.documents(study, stage="draft_findings")) == 1
