@@ -40,9 +40,13 @@ def _ingest_radiographs(settings, sessions, tmp_path: Path) -> tuple[Study, dict
     uids = {}
     for pixels, view in ((study.frontal, "PA"), (study.lateral, "LL")):
         path = tmp_path / f"{view}.dcm"
-        uids[view] = write_dicom(path, pixels, view_position=view, study_uid="1.2.826.0.1.3680043.10.1", patient_id="P")
+        uids[view] = write_dicom(
+            path, pixels, view_position=view, study_uid="1.2.826.0.1.3680043.10.1", patient_id="P"
+        )
         ds = pydicom.dcmread(path)
-        ingest.store(path.read_bytes(), ds, transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID), calling_ae="T")
+        ingest.store(
+            path.read_bytes(), ds, transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID), calling_ae="T"
+        )
     with sessions() as session:
         return session.query(Study).one(), uids
 
