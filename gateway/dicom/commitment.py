@@ -93,8 +93,9 @@ class CommitmentResponder:
                 time.sleep(0.01)
             time.sleep(0.05)
             if assoc.is_established:
-                status = assoc.send_n_event_report(info, event_type, SOP_CLASS, SOP_INSTANCE)
-                if status is not None and status.get("Status", 0xFFFF) == 0:
+                # send_n_event_report returns (status, reply); an empty status means no answer came.
+                status, _reply = assoc.send_n_event_report(info, event_type, SOP_CLASS, SOP_INSTANCE)
+                if status.get("Status", 0xFFFF) == 0:
                     log.info("storage commitment reported", extra={"event_type": event_type})
                     return
             self._report_on_new_association(info, event_type, calling_ae, address)
@@ -124,6 +125,8 @@ class CommitmentResponder:
             log.warning("storage commitment: could not associate with the peer to reply")
             return
         try:
-            assoc.send_n_event_report(info, event_type, SOP_CLASS, SOP_INSTANCE)
+            status, _reply = assoc.send_n_event_report(info, event_type, SOP_CLASS, SOP_INSTANCE)
+            if status.get("Status", 0xFFFF) != 0:
+                log.warning("storage commitment: the peer did not accept the report")
         finally:
             assoc.release()

@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.dicom.attributes import extract_attributes
+from gateway.dicom.structure import check_complete, dataset_offset
 from gateway.errors import DuplicateRejected, IndexError_, InvalidInstance, OutOfResources
 from gateway.index.repo import find_instance, record_instance
 from gateway.metrics import Metrics
@@ -70,6 +71,7 @@ class Ingest:
     ) -> StoreResult:
         """Keep one instance. ``encoded`` is the Part-10 file exactly as received (no transcoding)."""
         self.check_capacity(len(encoded))
+        check_complete(memoryview(encoded)[dataset_offset(encoded) :], transfer_syntax_uid)
         attrs = extract_attributes(dataset)
         if affected_sop_instance_uid is not None and attrs.sop_instance_uid != affected_sop_instance_uid:
             raise InvalidInstance("SOPInstanceUID differs from the C-STORE Affected SOP Instance UID")

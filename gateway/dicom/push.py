@@ -59,7 +59,7 @@ def push_files(
         result.failures.append((Path(host), "association rejected or peer unreachable"))
         return result
     try:
-        for path, _, _ in tqdm(items, unit="inst", disable=not progress, desc="C-STORE"):
+        for index, (path, _, _) in enumerate(tqdm(items, unit="inst", disable=not progress, desc="C-STORE")):
             status = assoc.send_c_store(path)
             code = int(status.Status) if status is not None and "Status" in status else None
             if code is not None and code in (0x0000, 0xB000, 0xB006, 0xB007):
@@ -71,6 +71,10 @@ def push_files(
                     (path, f"status 0x{code:04X} {comment}" if code is not None else comment)
                 )
             if not assoc.is_established:
+                # The peer released or aborted: what was not sent has failed too.
+                unsent = items[index + 1 :]
+                result.failed += len(unsent)
+                result.failures.extend((p, "association closed before it was sent") for p, _, _ in unsent)
                 break
     finally:
         if assoc.is_established:

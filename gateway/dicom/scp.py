@@ -126,7 +126,10 @@ class Scp:
         assert isinstance(server, ThreadedAssociationServer)
         self.ae._servers.append(server)  # as AE.start_server does, so AE.shutdown() sees it too
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="scp-listener", daemon=True)
+        # serve_forever checks for shutdown once per poll interval; 0.1 s keeps stop() quick.
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="scp-listener", daemon=True
+        )
         self._thread.start()
         log.info(
             "DICOM SCP listening",

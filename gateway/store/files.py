@@ -7,9 +7,11 @@ only ever exists under a ``.tmp-`` name, which :func:`sweep_temporaries` removes
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
+import secrets
 from pathlib import Path
 
 from gateway.errors import OutOfResources, StoreError
@@ -31,10 +33,11 @@ def durable_write(path: Path, data: bytes | memoryview, *, fsync: bool = True) -
     Raises :class:`OutOfResources` when the disk is full, :class:`StoreError` on other I/O errors.
     """
     digest = hashlib.sha256(data).hexdigest()
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
+    # Unique per call, not only per process: two associations may write the same SOP Instance at once.
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
         new_dirs = _make_parents(path.parent)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
             view = memoryview(data)
             while view:
@@ -50,7 +53,8 @@ def durable_write(path: Path, data: bytes | memoryview, *, fsync: bool = True) -
             for directory in new_dirs:
                 _fsync_dir(directory.parent)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the cleanup must not hide the error being reported
+            tmp.unlink(missing_ok=True)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise OutOfResources(f"disk full writing {path.name}") from exc
         raise StoreError(f"cannot write {path.name}: {exc.strerror}") from exc

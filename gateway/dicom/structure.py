@@ -1,0 +1,129 @@
+"""A structural check of received bytes: every value fits, and the stream ends on an element boundary.
+
+pydicom reads a truncated stream without complaint: a short last value comes back short, and a header cut in
+half ends the dataset early. Decoding the attributes we index cannot tell such a C-STORE from a complete
+one, yet Success means the instance was kept (PS3.4 B.2.3), so it must never be given for a truncated one.
+The walk reads only tags and lengths (PS3.5 section 7), so it costs little even for large instances.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+from gateway.errors import InvalidInstance
+
+# VRs with a 2-byte reserved field and a 4-byte length in explicit VR (PS3.5 Table 7.1-1).
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+_UNDEFINED = 0xFFFFFFFF
+_ITEM = 0xFFFEE000
+_ITEM_END = 0xFFFEE00D
+_SEQUENCE_END = 0xFFFEE0DD
+_MAX_DEPTH = 64
+
+IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
+
+
+class _Walker:
+    def __init__(self, data: bytes | memoryview, *, implicit: bool, little: bool) -> None:
+        self.data = memoryview(data)
+        self.implicit = implicit
+        self.endian = "<" if little else ">"
+
+    def _need(self, pos: int, n: int) -> None:
+        if pos + n > len(self.data):
+            raise InvalidInstance(f"dataset truncated at byte {pos}: {n} more bytes expected")
+
+    def _header(self, pos: int) -> tuple[int, int, bytes, int]:
+        """(tag, length, VR or b"" when implicit, position of the value)."""
+        self._need(pos, 8)
+        group, element = struct.unpack_from(self.endian + "HH", self.data, pos)
+        tag = (group << 16) | element
+        if group == 0xFFFE or self.implicit:
+            (length,) = struct.unpack_from(self.endian + "L", self.data, pos + 4)
+            return tag, length, b"", pos + 8
+        vr = bytes(self.data[pos + 4 : pos + 6])
+        if vr in _LONG_VRS:
+            self._need(pos, 12)
+            (length,) = struct.unpack_from(self.endian + "L", self.data, pos + 8)
+            return tag, length, vr, pos + 12
+        (length,) = struct.unpack_from(self.endian + "H", self.data, pos + 6)
+        return tag, length, vr, pos + 8
+
+    def elements(self, pos: int, end: int | None, depth: int) -> int:
+        """Walk elements from ``pos`` to ``end`` (or to an item delimiter when ``end`` is None)."""
+        if depth > _MAX_DEPTH:
+            raise InvalidInstance("sequences nested too deeply")
+        limit = len(self.data) if end is None else end
+        while pos < limit:
+            tag, length, vr, pos = self._header(pos)
+            if tag == _ITEM_END and end is None:
+                return pos
+            if length == _UNDEFINED:
+                # An undefined-length UN holds implicit VR little endian items (PS3.5 6.2.2).
+                inner = _Walker(self.data, implicit=True, little=True) if vr == b"UN" else self
+                pos = inner.items(pos, depth + 1)
+            else:
+                self._need(pos, length)
+                pos += length
+        if end is None and depth > 0:
+            raise InvalidInstance("dataset truncated inside an item of undefined length")
+        if pos != limit:
+            raise InvalidInstance("an element runs past the end of its item")
+        return pos
+
+    def items(self, pos: int, depth: int) -> int:
+        """Walk the items of an undefined-length sequence or encapsulated value up to its delimiter."""
+        while True:
+            tag, length, _vr, pos = self._header(pos)
+            if tag == _SEQUENCE_END:
+                return pos
+            if tag != _ITEM:
+                raise InvalidInstance(f"expected an item, found tag {tag:08X}")
+            if length == _UNDEFINED:
+                pos = self.elements(pos, None, depth)
+            else:
+                self._need(pos, length)
+                pos += length
+
+
+def check_complete(stream: bytes | memoryview, transfer_syntax_uid: str) -> None:
+    """Raise :class:`InvalidInstance` unless ``stream`` (a dataset, no file meta) is structurally whole."""
+    if transfer_syntax_uid in DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        try:
+            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            stream = inflater.decompress(bytes(stream))
+        except zlib.error as exc:
+            raise InvalidInstance(f"deflated dataset cannot be inflated: {exc}") from exc
+        if not inflater.eof:
+            raise InvalidInstance("deflated dataset truncated")
+    walker = _Walker(
+        stream,
+        implicit=transfer_syntax_uid == IMPLICIT_VR_LITTLE_ENDIAN,
+        little=transfer_syntax_uid != EXPLICIT_VR_BIG_ENDIAN,
+    )
+    try:
+        walker.elements(0, len(walker.data), 0)
+    except struct.error as exc:  # pragma: no cover - _need() guards every unpack
+        raise InvalidInstance(f"dataset truncated: {exc}") from exc
+
+
+def dataset_offset(encoded: bytes | memoryview) -> int:
+    """Where the dataset starts in a Part-10 stream (after preamble and file meta), or 0 without them."""
+    view = memoryview(encoded)
+    if len(view) < 132 or bytes(view[128:132]) != b"DICM":
+        return 0
+    pos = 132
+    walker = _Walker(view, implicit=False, little=True)
+    while pos + 8 <= len(view):
+        (group,) = struct.unpack_from("<H", view, pos)
+        if group != 0x0002:
+            break
+        _tag, length, _vr, value = walker._header(pos)
+        walker._need(value, length)
+        pos = value + length
+    return pos
