@@ -7,6 +7,11 @@ Some figures come from a different patient's volume: linking them anywhere is a 
 
     .venv/bin/python benchmarks/align.py --studies 5 --instances 500 --figures 6
     .venv/bin/python benchmarks/align.py --dicom      # also time reading + rendering real DICOM files
+    .venv/bin/python benchmarks/align.py --images-only  # instances as 8-bit images: no alternative windows
+
+By default each instance comes as the ``align`` stage passes it: its own rendering plus its stored values
+(HU, at the matcher's 128 px), so that figures are also compared under other windows
+(``mappings/windows.yaml``).
 
 Goals: precision ≥ 0.99 for explicit and figure links, recall ≥ 0.95, < 2 s per 500-instance study on 2 cores.
 """
@@ -23,9 +28,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from gateway.align import AlignOptions, InstanceInfo, align
+from gateway.align import AlignOptions, InstanceInfo, Rendering, align
+from gateway.imaging import GreyValues
 
 SIZE = 256
+VALUES_SIDE = 128  # as gateway/pipeline/stages/align.py keeps them
 
 
 def volume(n: int, seed: int) -> list[np.ndarray]:
@@ -203,7 +210,7 @@ def render_dicom_time(case: dict[str, Any]) -> float:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
 
-    from gateway.imaging import read_and_render
+    from gateway.imaging import read_dataset, render_dataset, stored_values
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
@@ -225,7 +232,11 @@ def render_dicom_time(case: dict[str, Any]) -> float:
             paths.append(path)
         t = time.perf_counter()
         for path in paths:
-            read_and_render(path)
+            ds = read_dataset(path)
+            render_dataset(ds)
+            values = stored_values(ds)
+            assert values is not None
+            cv2.resize(values.values, (VALUES_SIDE, VALUES_SIDE), interpolation=cv2.INTER_AREA)
         return time.perf_counter() - t
 
 
@@ -236,20 +247,38 @@ def main() -> None:
     parser.add_argument("--figures", type=int, default=6)
     parser.add_argument("--explicit", type=int, default=8)
     parser.add_argument("--dicom", action="store_true", help="also time reading + rendering DICOM files")
+    parser.add_argument(
+        "--images-only", action="store_true", help="no stored values: only each instance's own window"
+    )
     args = parser.parse_args()
     cv2.setNumThreads(2)
     stats: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     times, dicom_times = [], []
     for seed in range(1, args.studies + 1):
         case = build_case(seed, args.instances, args.figures, args.explicit)
+        rendered: dict[str, Any] = (
+            case["images"]
+            if args.images_only
+            else {
+                uid: Rendering(
+                    image,
+                    GreyValues(
+                        cv2.resize(
+                            case["hus"][uid].astype(np.float32),
+                            (VALUES_SIDE, VALUES_SIDE),
+                            interpolation=cv2.INTER_AREA,
+                        )
+                    ),
+                )
+                for uid, image in case["images"].items()
+            }
+        )
         t = time.perf_counter()
         result = align(
             case["document"],
             case["infos"],
             figure_images=case["figures"],
-            instance_images=lambda xs, c=case: {
-                i.sop_instance_uid: c["images"][i.sop_instance_uid] for i in xs
-            },
+            instance_images=lambda xs, r=rendered: {i.sop_instance_uid: r[i.sop_instance_uid] for i in xs},
             options=AlignOptions(anatomy_cues=False),
         )
         times.append(time.perf_counter() - t)

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,7 +38,13 @@ def _check_ae_title(value: str) -> str:
     return value.strip()
 
 
-class Peer(BaseModel):
+class Section(BaseModel):
+    """A settings section: an unknown key is an error, not a silently ignored typo."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Peer(Section):
     """A calling AE title allowed to associate, optionally only from given hosts."""
 
     ae_title: str
@@ -64,7 +70,7 @@ class Peer(BaseModel):
         return any(ip in ipaddress.ip_network(h, strict=False) for h in self.hosts)
 
 
-class TlsSettings(BaseModel):
+class TlsSettings(Section):
     """DICOM TLS (PS3.15 B.1). With ``require_client_cert`` the peer must present a cert signed by ``ca``."""
 
     enabled: bool = False
@@ -85,7 +91,7 @@ class TlsSettings(BaseModel):
 DuplicatePolicy = Literal["keep-first", "overwrite", "reject-different"]
 
 
-class DicomSettings(BaseModel):
+class DicomSettings(Section):
     bind: str = "0.0.0.0"  # noqa: S104 - a DICOM SCP serves the hospital network
     peers: list[Peer] = Field(default_factory=list)
     max_associations: int = Field(default=16, ge=1)
@@ -102,7 +108,7 @@ class DicomSettings(BaseModel):
     tls: TlsSettings = Field(default_factory=TlsSettings)
 
 
-class PipelineSettings(BaseModel):
+class PipelineSettings(Section):
     lease_seconds: float = Field(default=120.0, gt=0)
     max_attempts: int = Field(default=5, ge=1)
     backoff_base: float = Field(default=2.0, gt=0, description="seconds before the first retry")
@@ -112,12 +118,12 @@ class PipelineSettings(BaseModel):
     inference_url: str | None = Field(default=None, description="remote inference service; None = in-process")
 
 
-class HttpSettings(BaseModel):
+class HttpSettings(Section):
     host: str = "127.0.0.1"
     public_base_url: str | None = Field(default=None, description="base URL that links in FHIR resources use")
 
 
-class LogSettings(BaseModel):
+class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = False
 
@@ -204,4 +210,5 @@ class Settings(BaseSettings):
 
 
 def _mask_url(url: str) -> str:
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1**********@", url)
+    masked = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1**********@", url)
+    return re.sub(r"([?&](?:password|passwd|pwd)=)[^&]*", r"\1**********", masked, flags=re.IGNORECASE)

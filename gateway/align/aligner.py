@@ -23,12 +23,15 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.align.anatomy import find_cues, resolve_cues, series_views
-from gateway.align.figures import FigureIndex, FigureMatch
+from gateway.align.figures import FigureIndex, FigureMatch, Rendering
 from gateway.align.model import Alignment, AlignOptions, InstanceInfo, Link, Sentence
 from gateway.align.sentences import split_sentences
+from gateway.align.windows import alternative_windows
 
 Image = npt.NDArray[np.generic]
-InstanceImages = Callable[[Sequence[InstanceInfo]], Mapping[str, Image]]
+#: Renders the given instances: each as its displayed image, or as a :class:`Rendering` that also carries the
+#: stored values, so that a figure captured under another window can still be matched.
+InstanceImages = Callable[[Sequence[InstanceInfo]], Mapping[str, Image | Rendering]]
 
 
 def _refs_of(paragraph: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -53,6 +56,22 @@ def document_sentences(document: Mapping[str, Any]) -> list[tuple[Sentence, list
         ):
             inside = [r for r in refs if sentence.start <= int(r["start"]) < sentence.end]
             out.append((sentence, inside))
+    return out
+
+
+def _neighbours(instances: Sequence[InstanceInfo]) -> dict[str, list[str]]:
+    """Each instance's adjacent instances in its series, by Instance Number (PS3.3 C.7.6.1)."""
+    by_series: dict[str, list[InstanceInfo]] = {}
+    for inst in instances:
+        if inst.instance_number is not None:
+            by_series.setdefault(inst.series_instance_uid, []).append(inst)
+    out: dict[str, list[str]] = {}
+    for members in by_series.values():
+        members.sort(key=lambda i: i.instance_number or 0)
+        for k, inst in enumerate(members):
+            out[inst.sop_instance_uid] = [
+                m.sop_instance_uid for m in members[max(0, k - 1) : k + 2] if m is not inst
+            ]
     return out
 
 
@@ -92,7 +111,12 @@ class _Figures:
         if not self._instances or self._instance_images is None:
             return None
         if self._index is None:
-            self._index = FigureIndex(self._instance_images(self._instances))
+            self._index = FigureIndex(
+                self._instance_images(self._instances),
+                windows=alternative_windows(self._instances),
+                series={i.sop_instance_uid: i.series_instance_uid for i in self._instances},
+                neighbours=_neighbours(self._instances),
+            )
         return self._index.match(image, shortlist=self._options.shortlist)
 
     def resolve(self, ref: Mapping[str, Any]) -> tuple[str | None, float, str, dict[str, Any]]:
@@ -118,6 +142,8 @@ class _Figures:
             detail.update(
                 score=round(match.score, 4), margin=round(match.margin, 4), runner_up=match.runner_up
             )
+            if match.window is not None:
+                detail["window"] = list(match.window)
             if match.score >= opts.figure_min_score and match.margin >= opts.figure_margin:
                 confidence = min(0.99, 0.4 + 0.6 * match.score)
                 if kos_uid == match.sop_instance_uid:

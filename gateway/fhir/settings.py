@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class FhirSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     version: Literal["R4", "R5"] = Field(default="R4", description="R4 = 4.0.1 JSON; R5 = 5.0.0 JSON")
     timezone: str = Field(default="UTC", description="IANA zone of DICOM dates/times without an offset")
     anatomy_cues: bool = Field(

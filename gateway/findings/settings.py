@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class FindingsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     checkpoint: Path | None = Field(
         default=None, description="a trained checkpoint directory; None = no drafts"
     )

@@ -12,11 +12,17 @@ import errno
 import hashlib
 import os
 import secrets
+import socket
+import time
 from pathlib import Path
 
 from gateway.errors import OutOfResources, StoreError
 
 TMP_PREFIX = ".tmp-"
+# Temporary names carry host and pid, so a sweep can tell a crashed writer's leftovers from a live write by
+# another process sharing the data directory (several SCP processes, or hosts on shared storage).
+_HOST = socket.gethostname().replace(".", "-")[:32] or "host"
+FOREIGN_TMP_MAX_AGE = 3600.0
 
 
 def _fsync_dir(path: Path) -> None:
@@ -34,7 +40,7 @@ def durable_write(path: Path, data: bytes | memoryview, *, fsync: bool = True) -
     """
     digest = hashlib.sha256(data).hexdigest()
     # Unique per call, not only per process: two associations may write the same SOP Instance at once.
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
         new_dirs = _make_parents(path.parent)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
@@ -73,14 +79,44 @@ def _make_parents(directory: Path) -> list[Path]:
     return missing
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_leftover(tmp: Path, now: float) -> bool:
+    """True if no live writer can own ``tmp``: ours with a dead pid, unknown, or another host's and old."""
+    parts = tmp.name.rsplit(".", 3)
+    if len(parts) == 4 and parts[2].isdigit():
+        host, pid = parts[1], int(parts[2])
+        if host == _HOST:
+            return not _pid_alive(pid)
+        try:
+            return now - tmp.stat().st_mtime > FOREIGN_TMP_MAX_AGE
+        except FileNotFoundError:
+            return False
+    return True
+
+
 def sweep_temporaries(root: Path) -> int:
-    """Remove leftover temporary files from a crash; return how many."""
+    """Remove temporary files left by interrupted writes; return how many.
+
+    Files of writers that are still alive (another SCP process on this host, or a recent write from another
+    host sharing the directory) are left alone.
+    """
     if not root.exists():
         return 0
     removed = 0
+    now = time.time()
     for tmp in root.rglob(f"{TMP_PREFIX}*"):
-        tmp.unlink(missing_ok=True)
-        removed += 1
+        if _is_leftover(tmp, now):
+            tmp.unlink(missing_ok=True)
+            removed += 1
     return removed
 
 

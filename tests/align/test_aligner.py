@@ -8,9 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from gateway.align import AlignOptions, InstanceInfo, align
+from gateway.align import AlignOptions, InstanceInfo, Rendering, align
 from gateway.align.figures import FigureIndex
 from gateway.align.sentences import split_sentences
+from gateway.align.windows import alternative_windows
+from gateway.imaging import GreyValues
 
 SIZE = 160
 
@@ -306,3 +308,62 @@ def test_figure_index_reports_runner_up(study: dict[str, Any]) -> None:
     index = FigureIndex({u: study["images"][u] for u in list(study["images"])[:10]})
     match = index.match(study["images"]["1.2.9.2.4"])
     assert match.sop_instance_uid == "1.2.9.2.4" and match.score > 0.95 and match.runner_up is not None
+
+
+def test_figure_under_another_window_finds_its_source_not_an_averaged_neighbour() -> None:
+    """A thin-slice series shown in the lung window and a thick series averaged from it in the mediastinal
+    window; the figure is a thin slice cropped and resized under the mediastinal window. Compared only under
+    each instance's own window, the thick slice looks more like the figure than the true source does."""
+    thin = _volume(16, seed=7)
+    thick = [
+        cv2.GaussianBlur((thin[2 * j] + thin[2 * j + 1]) / 2, (5, 5), 1.2) for j in range(len(thin) // 2)
+    ]
+    infos: list[InstanceInfo] = []
+    renderings: dict[str, Rendering] = {}
+    for number, (series, slices, window) in enumerate(
+        [("1.2.9.5", thin, (-600.0, 1500.0)), ("1.2.9.6", thick, (40.0, 400.0))], start=5
+    ):
+        for i, hu in enumerate(slices, start=1):
+            uid = f"{series}.{i}"
+            infos.append(
+                InstanceInfo(
+                    uid,
+                    "1.2.840.10008.5.1.4.1.1.2",
+                    series,
+                    number,
+                    i,
+                    "CT",
+                    "CHEST",
+                    window_center=window[0],
+                    window_width=window[1],
+                    rows=SIZE,
+                    columns=SIZE,
+                )
+            )
+            renderings[uid] = Rendering(_window(hu, *window), GreyValues(hu.astype(np.float32)))
+    source = 10  # thin instance 10 is half of thick instance 5
+    figure = cv2.resize(_window(thin[source - 1], 40, 400)[20:120, 10:130], (240, 200))
+    text = "右肺上叶结节（图1）。"
+    doc = _document([_para(0, text, [_fig(text, "图1", 1)])])
+    result = align(
+        doc,
+        infos,
+        figure_images={"figure-1.png": figure},
+        instance_images=lambda xs: {i.sop_instance_uid: renderings[i.sop_instance_uid] for i in xs},
+        options=AlignOptions(anatomy_cues=False),
+    )
+    [link] = result.links
+    assert (link.method, link.resolved, link.sop_instance_uid) == ("figure", True, f"1.2.9.5.{source}")
+    assert "window" in link.detail  # its own (lung) window would not have done
+
+
+def test_alternative_windows_come_from_the_study_and_the_presets() -> None:
+    ct = [
+        InstanceInfo("a", "x", "s1", modality="CT", window_center=-600, window_width=1500),
+        InstanceInfo("b", "x", "s2", modality="CT", window_center=50, window_width=350),
+        InstanceInfo("c", "x", "s3", modality="DX", window_center=2048, window_width=4096),
+    ]
+    windows = alternative_windows(ct)
+    assert windows["a"][0] == (50, 350) and (-600, 1500) not in windows["a"]
+    assert {(40, 400), (400, 1800), (-600, 1500)} <= set(windows["b"])
+    assert "c" not in windows  # no other DX window in the study, and the presets are for CT

@@ -10,7 +10,7 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from gateway.imaging import ImagingError, encode_image, render_dataset
+from gateway.imaging import GreyValues, ImagingError, encode_image, render_dataset, stored_values
 
 
 def _ct(photometric: str = "MONOCHROME2", window: bool = True) -> Dataset:
@@ -60,3 +60,18 @@ def test_encode_with_thumbnail(fmt: str, magic: bytes) -> None:
     data = encode_image(image, fmt, max_size=64)  # type: ignore[arg-type]
     assert data.startswith(magic)
     assert Image.open(io.BytesIO(data)).size == (64, 43)
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_stored_values_show_under_any_window_as_render_does(photometric: str) -> None:
+    ds = _ct(photometric)
+    values = stored_values(ds)
+    assert values is not None and values.values.dtype == np.float32
+    assert values.values[0, 0] == -1024 and values.values[3, 0] == 1000  # Modality LUT applied: HU
+    for window in [(40.0, 400.0), (-600.0, 1500.0)]:
+        assert np.array_equal(values.windowed(*window), render_dataset(ds, window=window))
+
+
+def test_grey_values_are_two_dimensional() -> None:
+    with pytest.raises(ValueError, match="2-D"):
+        GreyValues(np.zeros((2, 2, 3), dtype=np.float32))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -156,6 +158,22 @@ class TestSweep:
         assert temporaries(tmp_path) == []
         assert sweep_temporaries(tmp_path) == 0
 
+    def test_keeps_the_write_of_a_live_process_and_removes_a_dead_ones(self, tmp_path: Path) -> None:
+        from gateway.store import files
+
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        live = tmp_path / f"{TMP_PREFIX}a.dcm.{files._HOST}.{os.getpid()}.abcd"
+        crashed = tmp_path / f"{TMP_PREFIX}b.dcm.{files._HOST}.{dead.pid}.abcd"
+        other_host_recent = tmp_path / f"{TMP_PREFIX}c.dcm.elsewhere.1.abcd"
+        other_host_old = tmp_path / f"{TMP_PREFIX}d.dcm.elsewhere.1.abcd"
+        for p in (live, crashed, other_host_recent, other_host_old):
+            p.write_bytes(b"half")
+        old = time.time() - 2 * files.FOREIGN_TMP_MAX_AGE
+        os.utime(other_host_old, (old, old))
+        assert sweep_temporaries(tmp_path) == 2
+        assert sorted(p.name for p in temporaries(tmp_path)) == sorted([live.name, other_host_recent.name])
+
     def test_missing_root(self, tmp_path: Path) -> None:
         assert sweep_temporaries(tmp_path / "absent") == 0
 
@@ -176,5 +194,7 @@ class TestSweep:
         monkeypatch.undo()
         assert not (tmp_path / "d" / "f.dcm").exists()
         assert len(temporaries(tmp_path)) == 1
+        assert sweep_temporaries(tmp_path) == 0  # its writer (this process) is still alive
+        monkeypatch.setattr(files, "_pid_alive", lambda pid: False)  # as after a restart
         assert sweep_temporaries(tmp_path) == 1
         assert list((tmp_path / "d").iterdir()) == []

@@ -17,10 +17,10 @@ import numpy as np
 import numpy.typing as npt
 from pydicom import dcmread
 
-from gateway.align import Alignment, AlignOptions, InstanceInfo, align
+from gateway.align import Alignment, AlignOptions, InstanceInfo, Rendering, align
 from gateway.align.kos import kos_references
 from gateway.align.model import KOS_SOP_CLASS
-from gateway.imaging import ImagingError, read_and_render
+from gateway.imaging import GreyValues, ImagingError, read_dataset, render_dataset, stored_values
 from gateway.index.models import Instance, Series, Study
 from gateway.pipeline.stage import StageContext
 from gateway.pipeline.stages.read_report import primary_report
@@ -28,6 +28,9 @@ from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 _RENDER_SIDE = 256  # the matcher works at 128 px; keep a little more for the fine pass
+# Stored values are only shown under other windows at the matcher's fine level; float32 at 256 px for a
+# 1,000-image study would hold 256 MB for nothing.
+_VALUES_SIDE = 128
 
 
 def instance_info(inst: Instance, series: Series) -> InstanceInfo:
@@ -60,28 +63,34 @@ def options_from(settings: Settings) -> AlignOptions:
     )
 
 
+def _shrink(image: npt.NDArray[Any], side: int) -> npt.NDArray[Any]:
+    h, w = image.shape[:2]
+    k = side / max(h, w)
+    if k >= 1:
+        return image
+    size = (max(1, round(w * k)), max(1, round(h * k)))
+    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=image.dtype)
+
+
 def _renderer(paths: Mapping[str, str]) -> Any:
-    def render(instances: Sequence[InstanceInfo]) -> dict[str, npt.NDArray[np.uint8]]:
-        out: dict[str, npt.NDArray[np.uint8]] = {}
+    """Render instances for figure matching: the displayed image plus, for grey ones, the stored values."""
+
+    def render(instances: Sequence[InstanceInfo]) -> dict[str, Rendering]:
+        out: dict[str, Rendering] = {}
         for info in instances:
             path = paths.get(info.sop_instance_uid)
             if path is None:
                 continue
             try:
-                image = read_and_render(path)
+                ds = read_dataset(path)
+                image = render_dataset(ds)
+                values = stored_values(ds)
             except ImagingError as exc:
                 log.debug("not matching %s: %s", info.sop_instance_uid, exc)
                 continue
-            h, w = image.shape[:2]
-            k = _RENDER_SIDE / max(h, w)
-            if k < 1:
-                image = np.asarray(
-                    cv2.resize(
-                        image, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA
-                    ),
-                    dtype=np.uint8,
-                )
-            out[info.sop_instance_uid] = image
+            if values is not None:
+                values = GreyValues(_shrink(values.values, _VALUES_SIDE), values.monochrome1)
+            out[info.sop_instance_uid] = Rendering(_shrink(image, _RENDER_SIDE), values)
         return out
 
     return render
