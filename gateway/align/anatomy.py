@@ -21,8 +21,9 @@ import yaml
 from pydantic import BaseModel, Field
 
 from gateway.align.model import InstanceInfo
+from gateway.mappings import mapping_path
 
-MAPPING = Path(__file__).resolve().parents[2] / "mappings" / "anatomy.yaml"
+MAPPING = mapping_path("anatomy.yaml")
 
 
 class _Window(BaseModel):

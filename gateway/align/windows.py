@@ -16,8 +16,9 @@ import yaml
 from pydantic import BaseModel, Field, field_validator
 
 from gateway.align.model import InstanceInfo
+from gateway.mappings import mapping_path
 
-MAPPING = Path(__file__).resolve().parents[2] / "mappings" / "windows.yaml"
+MAPPING = mapping_path("windows.yaml")
 
 Window = tuple[float, float]
 

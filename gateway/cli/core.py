@@ -160,7 +160,7 @@ def _server_class() -> Any:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    _QuietSignalsServer = _server_class()  # noqa: N806
+    _QuietSignalsServer = _server_class()
 
     from gateway.http.app import build_app
     from gateway.http.auth import resolve_api_token

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Literal
 
 from pydicom.dataset import Dataset
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.dicom.attributes import extract_attributes
 from gateway.dicom.structure import check_complete, dataset_offset
 from gateway.errors import DuplicateRejected, IndexError_, InvalidInstance, OutOfResources
-from gateway.index.repo import find_instance, record_instance
+from gateway.index.models import Instance
+from gateway.index.repo import IdCache, record_instance
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.store.files import durable_write
@@ -47,6 +49,7 @@ class Ingest:
         self._metrics = metrics
         self._root = settings.store_dir
         self._root.mkdir(parents=True, exist_ok=True)
+        self._ids = IdCache()
 
     def check_capacity(self, size: int) -> None:
         """Raise :class:`OutOfResources` if an instance of ``size`` bytes must not be accepted now."""
@@ -83,9 +86,14 @@ class Ingest:
 
         policy = self._settings.dicom.duplicate_policy
         with self._sessions() as session:
-            existing = find_instance(session, attrs.sop_instance_uid)
-            existing_digest = existing.digest if existing is not None else None
-            existing_path = existing.path if existing is not None else None
+            existing = session.execute(
+                select(Instance.digest, Instance.path).where(
+                    Instance.sop_instance_uid == attrs.sop_instance_uid
+                )
+            ).one_or_none()
+        existing_digest, existing_path = (
+            (existing.digest, existing.path) if existing is not None else (None, None)
+        )
         replaced = False
         if existing_digest is not None:
             if policy == "keep-first":
@@ -123,6 +131,7 @@ class Ingest:
                     size=len(encoded),
                     digest=digest,
                     calling_ae=calling_ae,
+                    cache=self._ids,
                 )
         except Exception as exc:
             # Never leave a file that the index does not know about and the sender was not told we kept.

@@ -9,7 +9,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, model_validator
 
-MAPPING = Path(__file__).resolve().parents[2] / "mappings" / "fhir" / "codes.yaml"
+from gateway.mappings import mapping_path
+
+MAPPING = mapping_path("fhir", "codes.yaml")
 
 
 class Code(BaseModel):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from gateway.errors import StageError

@@ -1,0 +1,113 @@
+"""The read document: one versioned schema for every source (see ``docs/document-schema.md``).
+
+It extends the seed pipeline's ``pages → blocks → lines`` JSON with paragraphs, sections, figure references,
+embedded figures, the engine and the report status. Figure bytes are not inside the document: each figure
+names an artifact (name, sha256, media type) and the bytes travel beside it in :class:`ReadResult`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+SCHEMA_VERSION = "1.0"
+
+BBox = tuple[float, float, float, float]
+SourceKind = Literal["pdf", "image", "dicom-pdf", "dicom-sr", "dicom-image"]
+PageSource = Literal["text-layer", "ocr", "sr"]
+Unit = Literal["pt", "px", "none"]
+
+
+class Engine(BaseModel):
+    name: str
+    version: str
+
+
+class Line(BaseModel):
+    text: str
+    bbox: BBox
+    confidence: float = Field(ge=0, le=1)
+    font_size: float | None = None
+    bold: bool = False
+    role: Literal["body", "header", "footer"] = "body"
+
+
+class Block(BaseModel):
+    bbox: BBox
+    lines: list[Line]
+
+
+class AlternateReading(BaseModel):
+    """A second reading of the same page, kept when a page has both a text layer and a page-size image."""
+
+    source: PageSource
+    blocks: list[Block]
+
+
+class Page(BaseModel):
+    number: int = Field(ge=1)
+    width: float
+    height: float
+    unit: Unit
+    source: PageSource
+    blocks: list[Block] = Field(default_factory=list)
+    alternate: AlternateReading | None = None
+
+
+class FigureRef(BaseModel):
+    kind: Literal["figure", "position"]
+    raw: str
+    label: str | None = None
+    number: int | None = None
+    series: int | None = None
+    instance: int | None = None
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+
+
+class Paragraph(BaseModel):
+    index: int = Field(ge=0)
+    text: str
+    page: int = Field(ge=1)
+    bbox: BBox
+    section: str | None = None
+    heading: bool = False
+    figure_refs: list[FigureRef] = Field(default_factory=list)
+
+
+class Figure(BaseModel):
+    label: str | None = None
+    number: int | None = None
+    page: int = Field(ge=1)
+    bbox: BBox
+    caption: str | None = None
+    artifact: str
+    media_type: str
+    sha256: str
+    width: int
+    height: int
+
+
+class Document(BaseModel):
+    schema_version: str = SCHEMA_VERSION
+    source_kind: SourceKind
+    engine: Engine
+    status: str | None = None
+    pages: list[Page] = Field(default_factory=list)
+    paragraphs: list[Paragraph] = Field(default_factory=list)
+    figures: list[Figure] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(p.text for p in self.paragraphs)
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """A read document and its figure images (artifact name -> (media type, bytes))."""
+
+    document: Document
+    figure_images: dict[str, tuple[str, bytes]] = field(default_factory=dict)

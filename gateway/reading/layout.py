@@ -1,0 +1,403 @@
+"""Lines → blocks → paragraphs, for text-layer and OCR pages alike.
+
+Grouping uses what a reader sees: the gap between lines, horizontal overlap, indentation, font size and
+weight. Two-column pages are read column by column between full-width lines. Repeated page headers and footers
+are marked and left out of paragraphs. A paragraph that runs on across a column or page break is merged. All
+of this is a pure function of the lines and page sizes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import statistics
+from dataclasses import dataclass, field
+
+from gateway.reading.document import BBox, Block, Line, Page, PageSource, Paragraph, Unit
+from gateway.reading.figure_refs import find_figure_refs
+from gateway.reading.sections import detect_section
+from gateway.reading.text import compact, join_lines
+
+MARGIN_BAND = 0.08  # the top and bottom 8 % of a page may hold running headers and footers
+_PAGE_NUMBER = re.compile(r"^(第#+页(共#+页)?|page#+(of#+)?|#+/#+|-?#+-?|共#+页第#+页)$", re.IGNORECASE)
+_TERMINAL = tuple("。．.!?！？;；")
+
+
+@dataclass
+class PageText:
+    """One page's lines before layout, with where they came from."""
+
+    number: int
+    width: float
+    height: float
+    unit: Unit
+    source: PageSource
+    lines: list[Line]
+
+
+@dataclass
+class _Row:
+    lines: list[Line]
+
+    @property
+    def bbox(self) -> BBox:
+        return _union([ln.bbox for ln in self.lines])
+
+    @property
+    def text(self) -> str:
+        # Separate lines on one row are cells (near neighbours were merged already): keep them apart.
+        return " ".join(ln.text for ln in self.lines)
+
+    @property
+    def height(self) -> float:
+        return self.bbox[3] - self.bbox[1]
+
+    @property
+    def size(self) -> float:
+        sizes = [ln.font_size for ln in self.lines if ln.font_size]
+        return max(sizes) if sizes else self.height * 0.8
+
+    @property
+    def bold(self) -> bool:
+        return all(ln.bold for ln in self.lines)
+
+
+@dataclass
+class _Piece:
+    """A paragraph's share of one block: rows, and whether it must start a new paragraph."""
+
+    page: int
+    rows: list[_Row] = field(default_factory=list)
+    starts_new: bool = True
+    region_end: bool = False  # last piece before a column or page break
+    right: float = 0.0  # the column's right edge
+    em: float = 10.0
+    heading: bool = False  # its last row is a heading
+    title: bool = False  # a heading in a clearly larger font: a document title, not a section
+
+
+def _union(boxes: list[BBox]) -> BBox:
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
+
+
+def mark_margins(pages: list[PageText]) -> list[PageText]:
+    """Mark running headers and footers: margin lines that repeat on several pages, and page numbers.
+
+    Repeats are compared with digits masked (page numbers change) and with a similarity of 0.8, since OCR
+    reads the same header a little differently on each page ("XX市" and "X×市").
+    """
+
+    def key(line: Line) -> str:
+        return re.sub(r"\d+", "#", compact(line.text))
+
+    margins: list[list[tuple[str, str]]] = [
+        [(band, key(line)) for line in page.lines if (band := _band(line, page))] for page in pages
+    ]
+
+    def repeated(band: str, text: str, own: int) -> bool:
+        for index, others in enumerate(margins):
+            if index == own:
+                continue
+            for other_band, other in others:
+                if other_band == band and (
+                    other == text or difflib.SequenceMatcher(None, other, text).ratio() >= 0.8
+                ):
+                    return True
+        return False
+
+    out: list[PageText] = []
+    for number, page in enumerate(pages):
+        lines: list[Line] = []
+        for line in page.lines:
+            band = _band(line, page)
+            if band and (_PAGE_NUMBER.match(key(line)) or repeated(band, key(line), number)):
+                line = line.model_copy(update={"role": band})
+            lines.append(line)
+        out.append(PageText(page.number, page.width, page.height, page.unit, page.source, lines))
+    return out
+
+
+def _band(line: Line, page: PageText) -> str:
+    if page.height <= 0:
+        return ""
+    if line.bbox[3] <= page.height * MARGIN_BAND:
+        return "header"
+    if line.bbox[1] >= page.height * (1 - MARGIN_BAND):
+        return "footer"
+    return ""
+
+
+def _rows(lines: list[Line], em: float) -> list[_Row]:
+    """Group lines sharing a baseline band into rows; neighbours closer than an em become one line."""
+    rows: list[_Row] = []
+    for line in sorted(lines, key=lambda ln: (ln.bbox[1], ln.bbox[0])):
+        for row in rows[-3:]:
+            rb = row.bbox
+            overlap = min(rb[3], line.bbox[3]) - max(rb[1], line.bbox[1])
+            if overlap > 0.5 * min(rb[3] - rb[1], line.bbox[3] - line.bbox[1]):
+                row.lines.append(line)
+                row.lines.sort(key=lambda ln: ln.bbox[0])
+                break
+        else:
+            rows.append(_Row([line]))
+    merged: list[_Row] = []
+    for row in rows:
+        cells: list[Line] = []
+        for line in row.lines:
+            if (
+                cells
+                and line.bbox[0] - cells[-1].bbox[2]
+                < 0.5 * em  # OCR boxes are padded: a column gutter looks narrower
+                and cells[-1].font_size == line.font_size
+            ):
+                prev = cells[-1]
+                cells[-1] = prev.model_copy(
+                    update={
+                        "text": join_lines(prev.text, line.text),
+                        "bbox": _union([prev.bbox, line.bbox]),
+                        "confidence": min(prev.confidence, line.confidence),
+                    }
+                )
+            else:
+                cells.append(line)
+        merged.append(_Row(cells))
+    merged.sort(key=lambda r: r.bbox[1])
+    return merged
+
+
+def _gutter(rows: list[_Row], width: float) -> float | None:
+    """The x of a column gutter if the page has two text columns, else None."""
+    lines = [ln for r in rows for ln in r.lines]
+    if len(lines) < 6 or width <= 0:
+        return None
+    best: tuple[int, float] | None = None
+    steps = 40
+    for i in range(steps + 1):
+        x = width * (0.3 + 0.4 * i / steps)
+        crossing = sum(1 for ln in lines if ln.bbox[0] < x < ln.bbox[2])
+        if best is None or crossing < best[0]:
+            best = (crossing, x)
+    assert best is not None
+    crossing, x = best
+    left = [ln for ln in lines if ln.bbox[2] <= x]
+    right = [ln for ln in lines if ln.bbox[0] >= x]
+    if len(left) < 3 or len(right) < 3 or crossing > 0.3 * len(lines):
+        return None
+    left_x0 = min(ln.bbox[0] for ln in left)
+    right_x1 = max(ln.bbox[2] for ln in right)
+    wide_left = statistics.median(ln.bbox[2] - ln.bbox[0] for ln in left) >= 0.5 * (x - left_x0)
+    wide_right = statistics.median(ln.bbox[2] - ln.bbox[0] for ln in right) >= 0.5 * (right_x1 - x)
+    # Table cells also leave a gap; only full text lines on both sides make columns.
+    return x if wide_left and wide_right else None
+
+
+def _regions(rows: list[_Row], width: float) -> list[list[_Row]]:
+    """Rows in reading order, cut into regions (a column between full-width rows, or a full-width run)."""
+    gutter = _gutter(rows, width)
+    if gutter is None:
+        return [rows] if rows else []
+    regions: list[list[_Row]] = []
+    full: list[_Row] = []
+    left: list[_Row] = []
+    right: list[_Row] = []
+
+    def flush_columns() -> None:
+        for column in (left, right):
+            if column:
+                regions.append(list(column))
+                column.clear()
+
+    for row in rows:
+        n_left = sum(1 for ln in row.lines if ln.bbox[2] <= gutter)
+        n_right = sum(1 for ln in row.lines if ln.bbox[0] >= gutter)
+        # A row crossing the gutter is full width, and so is a form or table row: cells on both sides with
+        # two or more on one side. Side-by-side column text has one line per column on a row.
+        crossing = any(ln.bbox[0] < gutter < ln.bbox[2] for ln in row.lines)
+        spans = crossing or (n_left >= 1 and n_right >= 1 and max(n_left, n_right) >= 2)
+        if spans:
+            flush_columns()
+            full.append(row)
+            continue
+        if full:
+            regions.append(full)
+            full = []
+        lefts = [ln for ln in row.lines if ln.bbox[2] <= gutter]
+        rights = [ln for ln in row.lines if ln.bbox[0] >= gutter]
+        if lefts:
+            left.append(_Row(lefts))
+        if rights:
+            right.append(_Row(rights))
+    flush_columns()
+    if full:
+        regions.append(full)
+    return regions
+
+
+def _em(lines: list[Line]) -> float:
+    heights = [ln.bbox[3] - ln.bbox[1] for ln in lines if ln.bbox[3] > ln.bbox[1]]
+    return statistics.median(heights) if heights else 10.0
+
+
+def _is_heading(row: _Row, body_size: float) -> bool:
+    text = row.text.strip()
+    found = detect_section(text)
+    if found and found[1] >= len(text) - 1:
+        return True
+    return len(text) <= 40 and not text.endswith(_TERMINAL) and (row.bold or row.size > body_size * 1.15)
+
+
+def _pieces(page: PageText) -> tuple[list[Block], list[_Piece]]:
+    body = [ln for ln in page.lines if ln.role == "body"]
+    em = _em(body)
+    body_size = statistics.median([ln.font_size or (ln.bbox[3] - ln.bbox[1]) * 0.8 for ln in body] or [10.0])
+    blocks: list[Block] = []
+    pieces: list[_Piece] = []
+    for region in _regions(_rows(body, em), page.width):
+        right = max(r.bbox[2] for r in region)
+        left = min(r.bbox[0] for r in region)
+        block_rows: list[_Row] = []
+        region_pieces: list[_Piece] = []
+        prev: _Row | None = None
+        for row in region:
+            heading = _is_heading(row, body_size)
+            new_block = prev is None or (
+                row.bbox[1] - prev.bbox[3] > 0.5 * em
+                or abs(row.size - prev.size) > 0.2 * max(row.size, prev.size)
+                or row.bold != prev.bold
+            )
+            if new_block and block_rows:
+                blocks.append(_block(block_rows))
+                block_rows = []
+            starts_new = (
+                new_block
+                or heading
+                or prev is None
+                or len(row.lines) > 1
+                or len(prev.lines) > 1
+                or _is_heading(prev, body_size)
+                or row.bbox[0] - left > 1.2 * em
+                or _ended_short(prev, row, right, em)
+                or detect_section(row.text) is not None
+            )
+            if starts_new or not region_pieces:
+                region_pieces.append(_Piece(page=page.number, starts_new=True, right=right, em=em))
+            region_pieces[-1].rows.append(row)
+            region_pieces[-1].heading = heading
+            region_pieces[-1].title = (
+                heading and row.size > 1.3 * body_size and len(region_pieces[-1].rows) == 1
+            )
+            block_rows.append(row)
+            prev = row
+        if block_rows:
+            blocks.append(_block(block_rows))
+        if region_pieces:
+            region_pieces[-1].region_end = True
+            first = region_pieces[0]
+            first_row = first.rows[0]
+            # A region that starts flush left with a plain line may continue the previous region's paragraph.
+            first.starts_new = _is_heading(first_row, body_size) or first_row.bbox[0] - left > 1.2 * em
+        pieces.extend(region_pieces)
+    return blocks, pieces
+
+
+def _first_word_width(row: _Row) -> float:
+    """The width of the row's first word (one character for CJK), from its average character width."""
+    text = row.text.strip()
+    if not text:
+        return 0.0
+    x0, _, x1, _ = row.lines[0].bbox
+    per_char = (x1 - x0) / max(1, len(row.lines[0].text))
+    word = re.match(r"[^\s\u2e80-\u9fff\uff00-\uffef]+", text)
+    return per_char * (len(word.group(0)) if word else 1)
+
+
+def _ended_short(prev: _Row, row: _Row, right: float, em: float) -> bool:
+    # The previous line ended a paragraph if the next line's first word would have fitted after it.
+    # One em of slack: OCR boxes are padded unevenly, so the column's right edge is only known to about an em.
+    return right - prev.bbox[2] > _first_word_width(row) + 1.0 * em
+
+
+def _block(rows: list[_Row]) -> Block:
+    lines = [ln for r in rows for ln in r.lines]
+    return Block(bbox=_union([ln.bbox for ln in lines]), lines=lines)
+
+
+def _continues(prev: _Piece, nxt: _Piece) -> bool:
+    if nxt.starts_new or not prev.region_end or prev.heading:
+        return False
+    last = prev.rows[-1]
+    if abs(last.size - nxt.rows[0].size) > 0.2 * max(last.size, nxt.rows[0].size):
+        return False
+    text = last.text.rstrip()
+    return (
+        bool(text)
+        and not text.endswith(_TERMINAL)
+        and not _ended_short(last, nxt.rows[0], prev.right, prev.em)
+    )
+
+
+def layout(pages: list[PageText]) -> tuple[list[Page], list[Paragraph]]:
+    """Blocks for each page and the document's paragraphs, with sections and figure references."""
+    pages = mark_margins(pages)
+    out_pages: list[Page] = []
+    groups: list[list[_Piece]] = []
+    for page in pages:
+        blocks, pieces = _pieces(page)
+        margin = [ln for ln in page.lines if ln.role != "body"]
+        blocks.extend(Block(bbox=ln.bbox, lines=[ln]) for ln in margin)
+        out_pages.append(
+            Page(
+                number=page.number,
+                width=page.width,
+                height=page.height,
+                unit=page.unit,
+                source=page.source,
+                blocks=blocks,
+            )
+        )
+        for piece in pieces:
+            if groups and _continues(groups[-1][-1], piece):
+                groups[-1].append(piece)
+            else:
+                groups.append([piece])
+    titles = {i for i, g in enumerate(groups) if g[0].title}
+    return out_pages, assign_sections([_paragraph(i, g) for i, g in enumerate(groups)], titles)
+
+
+def _paragraph(index: int, group: list[_Piece]) -> Paragraph:
+    text = ""
+    for piece in group:
+        for row in piece.rows:
+            text = join_lines(text, row.text) if text else row.text
+    first = group[0]
+    bbox = _union([r.bbox for p in group if p.page == first.page for r in p.rows])
+    return Paragraph(index=index, text=text, page=first.page, bbox=bbox)
+
+
+def assign_sections(paragraphs: list[Paragraph], titles: set[int] | None = None) -> list[Paragraph]:
+    """Give each paragraph the section of the last heading before it, and find its figure references.
+
+    A title (``titles``: indices of paragraphs set in a clearly larger font) that is not a section heading
+    closes the current section: what follows a report title is not the previous report's impression.
+    """
+    current: str | None = None
+    out: list[Paragraph] = []
+    for index, para in enumerate(paragraphs):
+        found = detect_section(para.text)
+        if found is None and titles and index in titles:
+            current = None
+        heading = False
+        if found:
+            current = found[0]
+            heading = found[1] >= len(para.text.rstrip())
+        out.append(
+            para.model_copy(
+                update={"section": current, "heading": heading, "figure_refs": find_figure_refs(para.text)}
+            )
+        )
+    return out

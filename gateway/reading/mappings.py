@@ -1,0 +1,107 @@
+"""Load and validate the reading mappings (``mappings/sections.yaml``, ``mappings/figure_refs.yaml``).
+
+They are data, not code: the headings and reference patterns change with the hospitals we serve. Each file is
+validated once and cached.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field, field_validator
+
+from gateway.errors import ConfigError
+from gateway.mappings import mappings_dir
+
+MAPPINGS_DIR = mappings_dir()
+
+SECTION_KEYS = ("findings", "impression", "technique", "comparison", "indication", "history")
+STATUS_KEYS = ("corrected", "amended", "preliminary", "final")
+
+
+class SectionsMapping(BaseModel):
+    source: str
+    edition: str
+    sections: dict[str, list[str]]
+    status: dict[str, list[str]]
+
+    @field_validator("sections")
+    @classmethod
+    def _sections(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = set(value) - set(SECTION_KEYS)
+        if unknown:
+            raise ValueError(f"unknown section keys {sorted(unknown)}; allowed {SECTION_KEYS}")
+        for key, words in value.items():
+            if not words or any(not str(w).strip() for w in words):
+                raise ValueError(f"section {key!r} needs non-empty headings")
+        return value
+
+    @field_validator("status")
+    @classmethod
+    def _status(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = set(value) - set(STATUS_KEYS)
+        if unknown:
+            raise ValueError(f"unknown status keys {sorted(unknown)}; allowed {STATUS_KEYS}")
+        return value
+
+
+class RefPattern(BaseModel):
+    name: str
+    kind: Literal["figure", "position"]
+    label: str | None = None
+    regex: str
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regex {value!r}: {exc}") from exc
+        groups = set(compiled.groupindex)
+        if not groups & {"number", "series", "instance"}:
+            raise ValueError(f"regex {value!r} needs a number or series/instance group")
+        return value
+
+
+class FigureRefsMapping(BaseModel):
+    source: str
+    edition: str
+    patterns: list[RefPattern] = Field(min_length=1)
+
+
+def _load_yaml(path: Path) -> object:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot load mapping {path}: {exc}") from exc
+
+
+def load_sections(path: Path | None = None) -> SectionsMapping:
+    path = path or MAPPINGS_DIR / "sections.yaml"
+    try:
+        return SectionsMapping.model_validate(_load_yaml(path))
+    except ValueError as exc:
+        raise ConfigError(f"invalid mapping {path}: {exc}") from exc
+
+
+def load_figure_refs(path: Path | None = None) -> FigureRefsMapping:
+    path = path or MAPPINGS_DIR / "figure_refs.yaml"
+    try:
+        return FigureRefsMapping.model_validate(_load_yaml(path))
+    except ValueError as exc:
+        raise ConfigError(f"invalid mapping {path}: {exc}") from exc
+
+
+@lru_cache(maxsize=1)
+def sections_mapping() -> SectionsMapping:
+    return load_sections()
+
+
+@lru_cache(maxsize=1)
+def figure_refs_mapping() -> FigureRefsMapping:
+    return load_figure_refs()
