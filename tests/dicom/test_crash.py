@@ -21,6 +21,7 @@ from pynetdicom import AE
 from sqlalchemy import select
 
 from gateway.index.models import Instance
+from gateway.store import files
 from gateway.store.files import TMP_PREFIX
 
 pytestmark = [pytest.mark.slow]
@@ -80,6 +81,8 @@ class TestCrash:
         pusher = threading.Thread(target=push, daemon=True)
         pusher.start()
         assert enough.wait(120)
+        assert gateway_process.proc is not None
+        killed_pid = gateway_process.proc.pid
         gateway_process.kill()
         assert finished.wait(60)
         assert KILL_AFTER <= len(acknowledged) < TOTAL, "the kill came too late to test anything"
@@ -87,7 +90,8 @@ class TestCrash:
         store = gateway_process.data_dir / "instances"
         # A stand-in for a write cut short by a kill, in case this kill landed between writes.
         (store / study).mkdir(parents=True, exist_ok=True)
-        (store / study / f"{TMP_PREFIX}{generate_uid()}.dcm.1.abcd").write_bytes(b"half an instance")
+        leftover = f"{TMP_PREFIX}{generate_uid()}.dcm.{files._HOST}.{killed_pid}.abcd"
+        (store / study / leftover).write_bytes(b"half an instance")
 
         gateway_process.start()  # the restart sweeps temporaries before it listens
         assert [p for p in store.rglob("*") if p.name.startswith(TMP_PREFIX)] == []
