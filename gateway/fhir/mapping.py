@@ -19,6 +19,7 @@ import base64
 import datetime as dt
 import hashlib
 import html
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -377,6 +378,28 @@ class _Sentence:
     text: str
     section: str | None
     links: list[Link]
+    finding: bool = True
+
+
+FINDING_SECTIONS = frozenset({"findings", "impression"})
+
+
+def _compact(text: str) -> str:
+    return "".join(unicodedata.normalize("NFKC", text).split())
+
+
+def _is_caption(paragraph: dict[str, Any], document: dict[str, Any]) -> bool:
+    """A paragraph made only of the captions of the document's figures ("图1 ... Figure 2 ...")."""
+    rest = _compact(str(paragraph.get("text", "")))
+    captions = sorted(
+        (_compact(str(f.get("caption") or "")) for f in document.get("figures", [])), key=len, reverse=True
+    )
+    if not rest or not any(captions):
+        return False
+    for caption in captions:
+        if caption:
+            rest = rest.replace(caption, "")
+    return rest == ""
 
 
 def _sentences(inp: PublishInput) -> list[_Sentence]:
@@ -385,10 +408,18 @@ def _sentences(inp: PublishInput) -> list[_Sentence]:
     out: list[_Sentence] = []
     if inp.document is None:
         return out
-    headings = {int(p.get("index", -1)) for p in inp.document.get("paragraphs", []) if p.get("heading")}
+    paragraphs = list(inp.document.get("paragraphs", []))
+    headings = {int(p.get("index", -1)) for p in paragraphs if p.get("heading")}
+    captions = {int(p.get("index", -1)) for p in paragraphs if _is_caption(p, inp.document)}
+    # With recognised sections, only findings and impression hold finding sentences (Observations); the
+    # letterhead, patient lines, captions and sign-off stay in the HTML rendition and the narrative.
+    sectioned = any(p.get("section") for p in paragraphs)
     for sentence, _refs in document_sentences(inp.document):
         if sentence.paragraph in headings:
             continue
+        finding = sentence.paragraph not in captions and (
+            not sectioned or sentence.section in FINDING_SECTIONS
+        )
         mine = [
             link
             for link in inp.links
@@ -396,7 +427,9 @@ def _sentences(inp: PublishInput) -> list[_Sentence]:
             and link.paragraph == sentence.paragraph
             and link.sentence == sentence.index
         ]
-        out.append(_Sentence(sentence.paragraph, sentence.index, sentence.text, sentence.section, mine))
+        out.append(
+            _Sentence(sentence.paragraph, sentence.index, sentence.text, sentence.section, mine, finding)
+        )
     return out
 
 
@@ -572,6 +605,7 @@ def build_resources(inp: PublishInput) -> list[Resource]:
             )
         status = report_status(inp.document)
         sentences = _sentences(inp)
+        findings = [x for x in sentences if x.finding]
         rid = ids.report_id(s.study_instance_uid)
         report = _report_base(inp, rid, status)
         identifiers: list[Resource] = []
@@ -591,14 +625,14 @@ def build_resources(inp: PublishInput) -> list[Resource]:
                 section=x.section,
                 links=x.links,
             )
-            for x in sentences
+            for x in findings
         ]
         if observations:
             report["result"] = [_ref("Observation", o["id"]) for o in observations]
         if inp.version == "R4":
             media: list[Resource] = []
             seen: set[str] = set()
-            for x in sentences:
+            for x in findings:
                 for link in x.links:
                     target = _image_target(inp, link)
                     if target and target[0] == "Media" and target[1] not in seen:
@@ -606,7 +640,7 @@ def build_resources(inp: PublishInput) -> list[Resource]:
                         media.append({"comment": x.text, "link": _ref("Media", target[1])})
             if media:
                 report["media"] = media
-        impression = [x.text for x in sentences if x.section == "impression"]
+        impression = [x.text for x in findings if x.section == "impression"]
         if impression:
             report["conclusion"] = (
                 "".join(impression) if not impression[0].isascii() else " ".join(impression)

@@ -10,6 +10,7 @@ from gateway.reading.text import compact
 
 # A heading may end with a colon and be followed by text on the same line ("印象：右肺结节").
 _COLONS = ":："
+_BILINGUAL_SEPARATORS = "/|／｜"
 
 
 @lru_cache(maxsize=1)
@@ -52,6 +53,14 @@ def detect_section(text: str) -> tuple[str, int] | None:
         rest = head[len(word) :]
         if rest == "" or rest[0] in _COLONS + ":":
             return key, _heading_length(stripped, word, text)
+        # Bilingual headings name the section twice: "影像所见 / FINDINGS", "IMPRESSION | 诊断意见".
+        if rest[0] in _BILINGUAL_SEPARATORS:
+            for other, other_key in _headings():
+                tail = rest[1:]
+                if other_key == key and tail.startswith(other):
+                    after = tail[len(other) :]
+                    if after == "" or after[0] in _COLONS + ":":
+                        return key, _heading_length(stripped, word + rest[0] + other, text)
     return None
 
 

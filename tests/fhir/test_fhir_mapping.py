@@ -109,3 +109,32 @@ def test_dicom_datetime() -> None:
     assert dicom_datetime("20260110", "093000.123", "Asia/Shanghai") == "2026-01-10T09:30:00+08:00"
     assert dicom_datetime("20260110", None, "UTC") == "2026-01-10"
     assert dicom_datetime("", "0930", "UTC") is None
+
+
+def test_only_finding_sentences_become_observations() -> None:
+    doc = document()
+    base = doc["paragraphs"][0]
+    doc["figures"] = [{"label": "figure:1", "caption": "图1 右肺上叶结节"}]
+    doc["paragraphs"] = [
+        {
+            **base,
+            "index": 0,
+            "text": "Demo Imaging Centre. Name: Demo Patient.",
+            "section": None,
+            "figure_refs": [],
+        },
+        {**base, "index": 1, "text": "FINDINGS", "section": "findings", "heading": True, "figure_refs": []},
+        {**base, "index": 2},
+        {**base, "index": 3, "text": "图1  右肺上叶结节", "section": "findings", "figure_refs": []},
+        {**base, "index": 4, "text": "Comparison: none.", "section": "comparison", "figure_refs": []},
+    ]
+    resources = build_resources(publish_input(doc))
+    texts = [r["valueString"] for r in resources if r["resourceType"] == "Observation"]
+    assert texts == ["右肺上叶见结节（Se 2 Im 5）。", "余未见异常。"]
+    report = next(
+        r for r in resources if r["resourceType"] == "DiagnosticReport" and r["status"] != "preliminary"
+    )
+    html = base64.b64decode(
+        next(f["data"] for f in report["presentedForm"] if f["contentType"] == "text/html")
+    )
+    assert "Demo Imaging Centre" in html.decode()  # nothing is dropped from the report itself

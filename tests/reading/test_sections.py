@@ -76,3 +76,18 @@ def test_mappings_are_validated(tmp_path: Path) -> None:
 def test_shipped_mappings_load() -> None:
     assert "findings" in load_sections().sections
     assert load_figure_refs().patterns
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("影像所见 / FINDINGS", "findings"),
+        ("诊断意见 / IMPRESSION", "impression"),
+        ("IMPRESSION | 诊断意见：", "impression"),
+        ("影像所见 / IMPRESSION", None),
+        ("FINDINGS / the lungs are clear", None),
+    ],
+)
+def test_bilingual_headings(text: str, key: str | None) -> None:
+    found = detect_section(text)
+    assert (found[0] if found else None) == key
