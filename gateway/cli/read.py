@@ -61,5 +61,5 @@ def _read(args: argparse.Namespace, settings: Settings) -> int:
 def _inference(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.inference.service import serve
 
-    serve(settings.reading, host=args.host, port=args.port)
+    serve(settings.reading, host=args.host, port=args.port, findings=settings.findings)
     return 0

@@ -15,7 +15,7 @@ import httpx
 from gateway.errors import PermanentStageError, ReadError, StageError
 from gateway.reading import Document, ReadingSettings, ReadResult
 
-__all__ = ["HttpReader", "LocalReader", "ReportReader", "make_reader", "result_from_json"]
+__all__ = ["HttpReader", "LocalReader", "ReportReader", "draft_remote", "make_reader", "result_from_json"]
 
 
 class ReportReader(Protocol):
@@ -104,3 +104,38 @@ def make_reader(settings: ReadingSettings, inference_url: str | None, timeout: f
     if inference_url:
         return HttpReader(inference_url, timeout)
     return LocalReader(settings)
+
+
+def draft_remote(
+    url: str, images: list[tuple[str, bytes, str | None]], timeout: float = 300.0
+) -> dict[str, Any]:
+    """Draft one study at the service's ``/findings``; ``images`` are (SOP Instance UID, DICOM bytes, view).
+
+    Returns the draft as the stage stores it. A 503 or a network failure is retryable; a 4xx is not.
+    """
+    body = {
+        "studies": [
+            {
+                "images": [
+                    {
+                        "sop_instance_uid": uid,
+                        "dicom": base64.b64encode(data).decode("ascii"),
+                        "view_position": view,
+                    }
+                    for uid, data, view in images
+                ]
+            }
+        ]
+    }
+    try:
+        response = httpx.post(f"{url.rstrip('/')}/findings", json=body, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise StageError(f"inference service unreachable: {type(exc).__name__}") from exc
+    if response.status_code == 503 or response.status_code >= 500:
+        raise StageError(f"inference service answered {response.status_code}: {_detail(response)}")
+    if response.status_code >= 400:
+        raise PermanentStageError(f"inference service refused the study: {_detail(response)}")
+    drafts = response.json().get("drafts") or []
+    if len(drafts) != 1 or not isinstance(drafts[0], dict):
+        raise StageError("inference service returned a malformed draft")
+    return dict(drafts[0])

@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway.errors import ConfigError, NotConfigured, ReadError
+from gateway.findings.settings import FindingsSettings
 from gateway.reading import ReadingSettings, ReadResult
 
 log = logging.getLogger(__name__)
@@ -215,13 +216,30 @@ def build_service_app(settings: ReadingSettings, **kwargs: Any) -> Starlette:
     )
 
 
-def serve(settings: ReadingSettings, *, host: str = "127.0.0.1", port: int = 8090) -> None:
+def serve(
+    settings: ReadingSettings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8090,
+    findings: FindingsSettings | None = None,
+) -> None:
+    """Run the service: report reading, and findings generation when a checkpoint is configured."""
     import uvicorn
 
+    from gateway.findings.service import load_drafter
+    from gateway.inference.findings import FindingsBatcher, findings_routes
+
+    drafter = load_drafter(findings) if findings is not None else None
+    batcher = FindingsBatcher(drafter, max_batch=findings.batch_size) if drafter and findings else None
     app = build_service_app(
         settings,
         max_body_bytes=settings.max_input_bytes,
         workers=settings.service_workers,
         max_queue=settings.service_max_queue,
+        extra_routes=findings_routes(batcher, max_body_bytes=settings.max_input_bytes),
     )
-    uvicorn.run(app, host=host, port=port)
+    try:
+        uvicorn.run(app, host=host, port=port)
+    finally:
+        if batcher is not None:
+            batcher.close()

@@ -30,17 +30,16 @@ def _drafter(settings_json: str) -> Any:
     return load_drafter(FindingsSettings.model_validate_json(settings_json))
 
 
+def _record(ctx: StageContext, study: Study, content: dict[str, Any]) -> dict[str, Any]:
+    ctx.put_document(study, key="draft.json", kind="draft", media_type="application/json", content=content)
+    return {"status": content.get("status"), "sentences": len(content.get("sentences") or [])}
+
+
 def run(ctx: StageContext, study: Study) -> dict[str, Any]:
     settings = ctx.settings.findings
-    if settings.checkpoint is None:
-        ctx.put_document(
-            study,
-            key="draft.json",
-            kind="draft",
-            media_type="application/json",
-            content={"status": NO_MODEL, "sentences": []},
-        )
-        return {"status": NO_MODEL, "sentences": 0}
+    url = ctx.settings.pipeline.inference_url
+    if url is None and settings.checkpoint is None:
+        return _record(ctx, study, {"status": NO_MODEL, "sentences": []})
     from gateway.findings.service import StudyImage
 
     images = [
@@ -53,24 +52,17 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
         if (s.modality or "").upper() in IMAGE_MODALITIES
     ]
     if not images:
-        ctx.put_document(
-            study,
-            key="draft.json",
-            kind="draft",
-            media_type="application/json",
-            content={"status": "no radiograph in study", "sentences": []},
-        )
-        return {"status": "no radiograph in study", "sentences": 0}
+        return _record(ctx, study, {"status": "no radiograph in study", "sentences": []})
+    if url is not None:
+        # The service holds the model (on a GPU host, say) and batches studies from all workers.
+        from gateway.inference.client import draft_remote
+
+        payload = [(i.sop_instance_uid, i.path.read_bytes(), i.view_position) for i in images]
+        return _record(ctx, study, draft_remote(url, payload))
     drafter = _drafter(settings.model_dump_json())
     if drafter is None:
         raise PermanentStageError(NO_MODEL)
     draft = drafter.draft_studies([images])[0]
-    content = {
-        "status": "preliminary",
-        "machine_written": True,
-        "model_name": draft.model_name,
-        "model_version": draft.model_version,
-        "sentences": [{"text": s.text, "sop_instance_uid": s.sop_instance_uid} for s in draft.sentences],
-    }
-    ctx.put_document(study, key="draft.json", kind="draft", media_type="application/json", content=content)
-    return {"status": "preliminary", "sentences": len(draft.sentences), "model": draft.model_name}
+    from gateway.inference.findings import draft_to_json
+
+    return _record(ctx, study, draft_to_json(draft))
