@@ -6,6 +6,7 @@ and resized). Both sentences must come back from the FHIR API linked to the righ
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -64,3 +65,14 @@ def test_emr_follows_report_sentences_to_the_right_instances(served) -> None:
 
     assert httpx.get(f"{served.base}/fhir/DiagnosticReport").status_code == 401
     assert httpx.get(f"{served.base}/fhir/metadata").status_code == 200
+
+
+def test_align_command_prints_the_links(served) -> None:
+    served.wait_state({"done"})
+    study_uid = served.manifest["study_instance_uid"]
+    links = json.loads(served.gateway("align", study_uid, "--json"))
+    required = {"text", "image_ref", "sop_instance_uid", "series_instance_uid", "method", "confidence"}
+    assert links and all(required <= set(link) for link in links)
+    by_ref = {link["image_ref"]: link for link in links if link["method"] in ("explicit", "figure")}
+    assert by_ref["Se 2 Im 5"]["sop_instance_uid"] == served.manifest["links"]["Se 2 Im 5"]
+    assert by_ref["图1"]["sop_instance_uid"] == served.manifest["links"]["figure:1"]
