@@ -21,6 +21,7 @@ from pynetdicom.dimse_primitives import C_STORE, N_ACTION
 
 from gateway.dicom.commitment import CommitmentResponder
 from gateway.dicom.ingest import Ingest
+from gateway.dicom.part10 import part10
 from gateway.errors import (
     DuplicateRejected,
     IndexError_,
@@ -100,7 +101,14 @@ def on_c_store(event: evt.Event, ingest: Ingest, metrics: Metrics) -> int | Data
     try:
         ingest.check_capacity(raw_size)
         dataset = event.dataset
-        encoded = event.encoded_dataset(include_meta=True)
+        assert request.DataSet is not None
+        # The data set exactly as received, framed as a Part 10 file (no decode and re-encode).
+        encoded = part10(
+            request.DataSet.getvalue(),
+            str(request.AffectedSOPClassUID),
+            str(request.AffectedSOPInstanceUID),
+            str(event.context.transfer_syntax),
+        )
         result = ingest.store(
             encoded,
             dataset,

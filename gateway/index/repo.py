@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -162,6 +162,12 @@ def _series_fk(session: Session, attrs: InstanceAttributes, study_fk: int, cache
     return found
 
 
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
 def record_instance(
     session: Session,
     attrs: InstanceAttributes,
@@ -181,17 +187,20 @@ def record_instance(
     now = now or utcnow()
     cache = cache if cache is not None else IdCache()
     study_fk = _study_fk(session, attrs, cache, now)
+    # Table-level statements on the session's connection skip the ORM's bulk machinery.
+    conn = session.connection()
+    studies, instances = _table(Study), _table(Instance)
     # The common case, a study still receiving, is one UPDATE; only a reopen needs the second.
-    touched = session.execute(
-        update(Study)
-        .where(Study.id == study_fk, Study.state == "receiving")
+    touched = conn.execute(
+        update(studies)
+        .where(studies.c.id == study_fk, studies.c.state == "receiving")
         .values(last_received_at=now, updated_at=now)
     )
     reopened = getattr(touched, "rowcount", 1) == 0
     if reopened:
-        session.execute(
-            update(Study)
-            .where(Study.id == study_fk)
+        conn.execute(
+            update(studies)
+            .where(studies.c.id == study_fk)
             .values(state="receiving", state_reason=None, stage=None, last_received_at=now, updated_at=now)
         )
     series_fk = _series_fk(session, attrs, study_fk, cache)
@@ -213,13 +222,13 @@ def record_instance(
         "calling_ae": calling_ae,
         "received_at": now,
     }
-    existing = session.scalars(
-        select(Instance.id).where(Instance.sop_instance_uid == attrs.sop_instance_uid)
-    ).one_or_none()
+    existing = conn.execute(
+        select(instances.c.id).where(instances.c.sop_instance_uid == attrs.sop_instance_uid)
+    ).scalar_one_or_none()
     if existing is None:
-        session.execute(insert(Instance).values(sop_instance_uid=attrs.sop_instance_uid, **values))
+        conn.execute(insert(instances).values(sop_instance_uid=attrs.sop_instance_uid, **values))
     else:
-        session.execute(update(Instance).where(Instance.id == existing).values(**values))
+        conn.execute(update(instances).where(instances.c.id == existing).values(**values))
     return RecordedInstance(study_fk=study_fk, reopened=reopened, new_instance=existing is None)
 
 
