@@ -384,6 +384,16 @@ class _Sentence:
 FINDING_SECTIONS = frozenset({"findings", "impression"})
 
 
+def join_sentences(sentences: Sequence[str]) -> str:
+    """Join sentences as a reader expects: no space between Chinese ones, one space next to Latin text."""
+    out = ""
+    for sentence in sentences:
+        if out and (out[-1].isascii() or sentence[:1].isascii()):
+            out += " "
+        out += sentence
+    return out
+
+
 def _compact(text: str) -> str:
     return "".join(unicodedata.normalize("NFKC", text).split())
 
@@ -642,9 +652,7 @@ def build_resources(inp: PublishInput) -> list[Resource]:
                 report["media"] = media
         impression = [x.text for x in findings if x.section == "impression"]
         if impression:
-            report["conclusion"] = (
-                "".join(impression) if not impression[0].isascii() else " ".join(impression)
-            )
+            report["conclusion"] = join_sentences(impression)
         title = s.description or "Imaging report"
         forms = [attachment("text/html", _html_rendition(inp, sentences, title), title=title, embed=True)]
         if inp.pdf is not None and pdf_id is not None:

@@ -19,7 +19,8 @@ from gateway.mappings import mappings_dir
 
 MAPPINGS_DIR = mappings_dir()
 
-SECTION_KEYS = ("findings", "impression", "technique", "comparison", "indication", "history")
+# "signature" closes the report body: the sign-off lines (reporting and verifying radiologist).
+SECTION_KEYS = ("findings", "impression", "technique", "comparison", "indication", "history", "signature")
 STATUS_KEYS = ("corrected", "amended", "preliminary", "final")
 
 

@@ -138,3 +138,12 @@ def test_only_finding_sentences_become_observations() -> None:
         next(f["data"] for f in report["presentedForm"] if f["contentType"] == "text/html")
     )
     assert "Demo Imaging Centre" in html.decode()  # nothing is dropped from the report itself
+
+
+def test_conclusion_joins_chinese_and_english_sentences() -> None:
+    from gateway.fhir.mapping import join_sentences
+
+    assert (
+        join_sentences(["右肺结节。", "建议复查。", "Nodule;", "follow-up."])
+        == "右肺结节。建议复查。 Nodule; follow-up."
+    )

@@ -91,3 +91,8 @@ def test_shipped_mappings_load() -> None:
 def test_bilingual_headings(text: str, key: str | None) -> None:
     found = detect_section(text)
     assert (found[0] if found else None) == key
+
+
+def test_sign_off_line_opens_the_signature_section() -> None:
+    found = detect_section("报告医师 Reporting radiologist: Example^Reader    审核 Verified: 2024-03-15")
+    assert found is not None and found[0] == "signature"
