@@ -703,3 +703,53 @@ class TestTls(ScuTestBase):
         assert int(assoc.send_c_store(ds).Status) == 0
         assoc.release()
         assert indexed(scp, ds.SOPInstanceUID) is not None
+
+
+class TestStorageCommitmentOnNewAssociation(ScuTestBase):
+    """A PACS that releases right after N-ACTION gets the report on an association the gateway opens to it."""
+
+    def test_report_goes_to_the_peers_own_scp(
+        self,
+        start_scp: Callable[..., Any],
+        make_instance: Callable[..., Dataset],
+        free_port: Callable[[], int],
+    ) -> None:
+        peer_port = free_port()
+        reports: list[tuple[int, Dataset, str]] = []
+        got = threading.Event()
+
+        def on_report(event: evt.Event) -> tuple[int, None]:
+            reports.append((int(event.request.EventTypeID), event.event_information, event.assoc.name))
+            got.set()
+            return 0x0000, None
+
+        peer = AE(ae_title="TEST-SCU")
+        peer.add_supported_context(COMMITMENT_CLASS, ExplicitVRLittleEndian, scu_role=True, scp_role=True)
+        server = peer.start_server(
+            ("127.0.0.1", peer_port), block=False, evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)]
+        )
+        self.aes.append(peer)
+        try:
+            scp = start_scp(
+                dicom={"peers": [{"ae_title": "TEST-SCU", "hosts": ["127.0.0.1"], "port": peer_port}]}
+            )
+            stored = make_instance("ct")
+            assoc = self.associate(scp.port, contexts=[*STORAGE_CLASSES, COMMITMENT_CLASS])
+            assert int(assoc.send_c_store(stored).Status) == 0
+            request = Dataset()
+            request.TransactionUID = generate_uid()
+            item = Dataset()
+            item.ReferencedSOPClassUID = stored.SOPClassUID
+            item.ReferencedSOPInstanceUID = stored.SOPInstanceUID
+            request.ReferencedSOPSequence = Sequence([item])
+            status, _ = assoc.send_n_action(request, 1, COMMITMENT_CLASS, COMMITMENT_INSTANCE)
+            assert status.Status == 0
+            assoc.release()  # gone before the gateway can answer on it
+            assert got.wait(15), "no N-EVENT-REPORT reached the peer's SCP"
+            wait_for_commitment_threads()
+        finally:
+            server.shutdown()
+        [(event_type, info, _name)] = reports
+        assert event_type == 1
+        assert info.TransactionUID == request.TransactionUID
+        assert [i.ReferencedSOPInstanceUID for i in info.ReferencedSOPSequence] == [stored.SOPInstanceUID]
