@@ -7,10 +7,12 @@ import contextlib
 import json
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,20 +96,33 @@ class _Runtime:
     def start(self) -> None:
         if self.scp is not None:
             self.scp.start()
-            ctx = multiprocessing.get_context("spawn")
             for _ in range(self.settings.dicom.processes - 1):
-                child = ctx.Process(target=_scp_child, args=(self.settings.model_dump_json(),), daemon=True)
-                child.start()
-                self.children.append(child)
+                self.children.append(self._spawn_scp())
         if self.worker is not None:
             self.worker.start()
+
+    def _spawn_scp(self) -> multiprocessing.process.BaseProcess:
+        # Settings travel as Python objects: a JSON dump would carry the masked secrets, not the values.
+        child_settings = self.settings.model_copy(
+            update={"dicom": self.settings.dicom.model_copy(update={"processes": 1})}
+        )
+        child = multiprocessing.get_context("spawn").Process(
+            target=_scp_child, args=(child_settings.model_dump(),), daemon=True, name="gateway-scp"
+        )
+        child.start()
+        return child
+
+    def supervise(self) -> None:
+        """Replace an SCP process that died, so the port keeps all its listeners."""
+        for index, child in enumerate(self.children):
+            if not child.is_alive():
+                log.error("SCP process exited; starting another", extra={"exitcode": child.exitcode})
+                self.children[index] = self._spawn_scp()
 
     def stop(self) -> None:
         log.info("shutting down")
         for child in self.children:
             if child.pid is not None and child.is_alive():
-                import os
-
                 os.kill(child.pid, signal.SIGTERM)
         if self.scp is not None:
             self.scp.stop()
@@ -117,21 +132,18 @@ class _Runtime:
             self.worker.stop()
 
 
-def _scp_child(settings_json: str) -> None:
+def _scp_child(settings_data: dict[str, Any]) -> None:
     from gateway.logs import configure_logging
 
-    settings = Settings.model_validate_json(settings_json)
+    settings = Settings.model_validate(settings_data)
     configure_logging(settings.log)
     runtime = _Runtime(settings, scp=True, worker=False)
-    runtime.settings = settings.model_copy(
-        update={"dicom": settings.dicom.model_copy(update={"processes": 1})}
-    )
     runtime.start()
     _wait_for_signal()
     runtime.stop()
 
 
-def _wait_for_signal() -> None:
+def _wait_for_signal(every_second: Callable[[], None] | None = None) -> None:
     stop = threading.Event()
 
     def _handler(signum: int, _frame: Any) -> None:
@@ -140,7 +152,8 @@ def _wait_for_signal() -> None:
     signal.signal(signal.SIGTERM, _handler)
     signal.signal(signal.SIGINT, _handler)
     while not stop.wait(1.0):
-        pass
+        if every_second is not None:
+            every_second()
 
 
 def _server_class() -> Any:
@@ -192,6 +205,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _exit)
     signal.signal(signal.SIGINT, _exit)
     log.info("HTTP API listening", extra={"host": settings.http.host, "port": settings.http_port})
+
+    def _supervise() -> None:
+        while not server.should_exit:
+            runtime.supervise()
+            time.sleep(1.0)
+
+    threading.Thread(target=_supervise, name="supervise", daemon=True).start()
     try:
         server.run()  # returns once a signal set should_exit
     finally:
@@ -202,7 +222,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_scp(args: argparse.Namespace, settings: Settings) -> int:
     runtime = _Runtime(settings, scp=True, worker=False)
     runtime.start()
-    _wait_for_signal()
+    _wait_for_signal(runtime.supervise)
     runtime.stop()
     return 0
 

@@ -14,9 +14,10 @@ from typing import Literal
 
 from pydicom.dataset import Dataset
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.dicom.attributes import extract_attributes
+from gateway.dicom.attributes import InstanceAttributes, extract_attributes
 from gateway.dicom.structure import check_complete, dataset_offset
 from gateway.errors import DuplicateRejected, IndexError_, InvalidInstance, OutOfResources
 from gateway.index.models import Instance
@@ -61,6 +62,35 @@ class Ingest:
         if free - size < self._settings.dicom.min_free_bytes:
             reserve = self._settings.dicom.min_free_bytes
             raise OutOfResources(f"only {free} bytes free in the store; keeping {reserve} in reserve")
+
+    def _record(
+        self, attrs: InstanceAttributes, ts: str, path: Path, size: int, digest: str, calling_ae: str | None
+    ) -> None:
+        """Index the stored file; retry once when another association or process raced us to a row."""
+        for attempt in (1, 2):
+            try:
+                with self._sessions.begin() as session:
+                    record_instance(
+                        session,
+                        attrs,
+                        transfer_syntax_uid=ts,
+                        path=str(path),
+                        size=size,
+                        digest=digest,
+                        calling_ae=calling_ae,
+                        cache=self._ids,
+                    )
+            except (IntegrityError, OperationalError):
+                self._ids.discard()
+                if attempt == 2:
+                    raise
+                log.debug("index write raced another writer; retrying", exc_info=True)
+            except Exception:
+                self._ids.discard()
+                raise
+            else:
+                self._ids.commit()
+                return
 
     def store(
         self,
@@ -122,21 +152,13 @@ class Ingest:
         existed_on_disk = path.exists()
         digest = durable_write(path, encoded, fsync=self._settings.dicom.fsync)
         try:
-            with self._sessions.begin() as session:
-                record_instance(
-                    session,
-                    attrs,
-                    transfer_syntax_uid=transfer_syntax_uid,
-                    path=str(path),
-                    size=len(encoded),
-                    digest=digest,
-                    calling_ae=calling_ae,
-                    cache=self._ids,
-                )
+            self._record(attrs, transfer_syntax_uid, path, len(encoded), digest, calling_ae)
         except Exception as exc:
             # Never leave a file that the index does not know about and the sender was not told we kept.
             if not existed_on_disk:
                 path.unlink(missing_ok=True)
+            # The database's message can quote patient data from the statement, so only DEBUG shows it.
+            log.debug("index write failed", exc_info=True)
             raise IndexError_(f"index write failed: {type(exc).__name__}") from exc
         self._metrics.instances_received.inc()
         self._metrics.bytes_received.inc(len(encoded))

@@ -49,22 +49,42 @@ class IdCache:
 
     Ids never change once a row exists (the gateway deletes nothing), so a C-STORE of the 2nd..Nth instance
     of a series costs two statements instead of eight. Shared by the associations of one SCP process.
+    An id learnt inside a transaction stays private to that thread until :meth:`commit`: a transaction that
+    rolls back must not leave ids of rows that never came to exist.
     """
 
     def __init__(self, limit: int = 100_000) -> None:
         self._lock = threading.Lock()
         self._limit = limit
         self._ids: dict[tuple[str, ...], int] = {}
+        self._local = threading.local()
+
+    def _pending(self) -> dict[tuple[str, ...], int]:
+        pending: dict[tuple[str, ...], int] | None = getattr(self._local, "pending", None)
+        if pending is None:
+            pending = self._local.pending = {}
+        return pending
 
     def get(self, key: tuple[str, ...]) -> int | None:
         with self._lock:
-            return self._ids.get(key)
+            found = self._ids.get(key)
+        return found if found is not None else self._pending().get(key)
 
     def put(self, key: tuple[str, ...], value: int) -> None:
+        self._pending()[key] = value
+
+    def commit(self) -> None:
+        """The transaction that learnt the pending ids committed: share them."""
+        pending = self._pending()
         with self._lock:
-            if len(self._ids) >= self._limit:
+            if len(self._ids) + len(pending) > self._limit:
                 self._ids.clear()
-            self._ids[key] = value
+            self._ids.update(pending)
+        pending.clear()
+
+    def discard(self) -> None:
+        """The transaction rolled back: forget what it learnt."""
+        self._pending().clear()
 
 
 def _study_fields(attrs: InstanceAttributes) -> dict[str, Any]:
