@@ -61,3 +61,12 @@ def test_several_in_text_order() -> None:
         ("figure", "figure:2", None),
     ]
     assert [r.start for r in refs] == sorted(r.start for r in refs)
+
+
+@pytest.mark.parametrize(
+    ("text", "position"),
+    [("see Se31m45.", (3, 45)), ("se3lm45", (3, 45)), ("Se 12 Im 5", (12, 5)), ("Se311m45", (31, 45))],
+)
+def test_ocr_reading_capital_i_as_one_inside_a_position(text: str, position: tuple[int, int]) -> None:
+    (ref,) = find_figure_refs(text)
+    assert (ref.series, ref.instance) == position
