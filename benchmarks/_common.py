@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -159,6 +160,32 @@ class DcmtkStorescp:
 
     def received(self) -> int | None:
         return _count_files(self._out) if self._out else None
+
+    def stop(self) -> None:
+        self._p.stop()
+
+
+@dataclass
+class PynetdicomBare:
+    """A pynetdicom SCP that stores nothing: the ceiling for any receiver built on pynetdicom."""
+
+    name: str = "pynetdicom-bare"
+    _p: _Process = field(default_factory=_Process)
+
+    def available(self) -> str | None:
+        return None
+
+    def start(self, run_dir: Path) -> Endpoint:
+        port = free_port()
+        script = Path(__file__).with_name("_pynetdicom_bare.py")
+        self._p.spawn(
+            [sys.executable, str(script), "GATEWAY", str(port)], dict(os.environ), run_dir / "bare.log"
+        )
+        wait_for_echo("GATEWAY", port, self._p.require())
+        return Endpoint("GATEWAY", port)
+
+    def received(self) -> int | None:
+        return None  # it keeps nothing; storescu's exit status tells whether all were accepted
 
     def stop(self) -> None:
         self._p.stop()

@@ -11,6 +11,7 @@ Targets:
 * ``gateway-postgres`` the same with a PostgreSQL index (database ``gw_bench_<pid>``, dropped after);
 * ``orthanc``          Orthanc from Debian, default configuration (SQLite index, synced storage);
 * ``storescp``         DCMTK ``storescp`` writing plain files: a floor with no index at all.
+* ``pynetdicom-bare``  a pynetdicom SCP that keeps nothing: the ceiling for a pynetdicom receiver.
 
 Sets (generated here with pydicom, cached under ``--work-dir``):
 
@@ -52,6 +53,7 @@ from _common import (
     DcmtkStorescp,
     Gateway,
     Orthanc,
+    PynetdicomBare,
     Target,
     TargetError,
     dcmtk_env,
@@ -258,6 +260,7 @@ def _targets(names: list[str], gateway_processes: int, gateway_env: dict[str, st
         "gateway-postgres": lambda: gateway("postgres"),
         "orthanc": Orthanc,
         "storescp": DcmtkStorescp,
+        "pynetdicom-bare": PynetdicomBare,
     }
     unknown = set(names) - set(factories)
     if unknown:
@@ -299,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--targets",
         default="gateway-sqlite,gateway-postgres,orthanc,storescp",
-        help="comma-separated: gateway-sqlite, gateway-postgres, orthanc, storescp",
+        help="comma-separated: gateway-sqlite, gateway-postgres, orthanc, storescp, pynetdicom-bare",
     )
     parser.add_argument("--associations", default="1,4", help="comma-separated association counts (1..4)")
     parser.add_argument(
