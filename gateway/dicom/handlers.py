@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, cast
+from typing import cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
@@ -178,13 +178,3 @@ def on_n_action(event: evt.Event, responder: CommitmentResponder) -> tuple[int, 
     )
     thread.start()
     return SUCCESS, None
-
-
-def bind(settings: Settings, ingest: Ingest, metrics: Metrics, responder: CommitmentResponder) -> list[Any]:
-    """The handler list for ``AE.start_server(evt_handlers=...)``."""
-    return [
-        (evt.EVT_REQUESTED, on_requested, [settings, metrics]),
-        (evt.EVT_C_ECHO, on_c_echo),
-        (evt.EVT_C_STORE, on_c_store, [ingest, metrics]),
-        (evt.EVT_N_ACTION, on_n_action, [responder]),
-    ]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,7 +278,3 @@ def is_current(sessions: sessionmaker[Session], claimed: Claimed) -> bool:
     with sessions() as session:
         version = session.scalars(select(Study.version).where(Study.id == claimed.study_id)).one_or_none()
         return version == claimed.study_version
-
-
-def stage_names(stages: Sequence[Any]) -> list[str]:
-    return [s.name for s in stages]
