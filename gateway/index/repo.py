@@ -286,17 +286,21 @@ def list_studies(session: Session, *, limit: int = 1000) -> list[StudySummary]:
     instance_counts = (
         select(Instance.study_fk, func.count(Instance.id).label("n")).group_by(Instance.study_fk).subquery()
     )
+    # Report documents of the study's current version: a reopened study does not count its reports twice.
     document_counts = (
-        select(Document.study_fk, func.count(Document.id).label("n"))
+        select(Document.study_fk, Document.study_version, func.count(Document.id).label("n"))
         .where(Document.stage == "extract")
-        .group_by(Document.study_fk)
+        .group_by(Document.study_fk, Document.study_version)
         .subquery()
     )
     query = (
         select(Study, Patient.patient_id, instance_counts.c.n, document_counts.c.n)
         .join(Patient, Study.patient_fk == Patient.id)
         .outerjoin(instance_counts, instance_counts.c.study_fk == Study.id)
-        .outerjoin(document_counts, document_counts.c.study_fk == Study.id)
+        .outerjoin(
+            document_counts,
+            (document_counts.c.study_fk == Study.id) & (document_counts.c.study_version == Study.version),
+        )
         .order_by(Study.updated_at.desc())
         .limit(limit)
     )

@@ -68,6 +68,7 @@ def test_late_instance_reopens_study_and_runs_a_new_version(served, tmp_path: Pa
     assert seen[0] == "receiving"  # reopened by the late instance
     study = served.study()
     assert study["version"] == 2
+    assert study["documents"] == 2  # the PDF and the SR of this version, not of both versions
     jobs = json.loads(served.gateway("jobs", "--json"))
     per_version = {(j["stage"], j["version"]) for j in jobs}
     assert ("extract", 1) in per_version and ("extract", 2) in per_version
