@@ -542,3 +542,37 @@ def gateway_process(tmp_path: Path, index_url: str) -> Iterator[GatewayProcess]:
         yield gw
     finally:
         gw.stop()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Findings models
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``tiny_checkpoint(architecture, max_tokens)``: an untrained tiny model that is sure to say "heart"."""
+    import torch
+
+    from gateway.findings.checkpoint import save_checkpoint
+    from gateway.findings.data import Split
+    from gateway.findings.models import PRESETS, ModelConfig, build_model
+    from gateway.findings.text import TextRules, Vocabulary
+
+    vocab = Vocabulary(["<pad>", "<start>", "<end>", "<unk>", ".", "heart", "normal", "lungs", "clear"])
+    made: dict[tuple[str, int], Path] = {}
+
+    def make(architecture: str = "cnn-lstm", max_tokens: int = 8) -> Path:
+        if (architecture, max_tokens) not in made:
+            torch.manual_seed(0)
+            config = ModelConfig(
+                architecture=architecture, vocab_size=len(vocab), max_tokens=max_tokens, **PRESETS["tiny"]
+            )
+            folder = tmp_path_factory.mktemp("ck") / "best"
+            model = build_model(config)
+            with torch.no_grad():  # an untrained model may say nothing at all; make it say a word
+                model.head.bias[vocab.tokens.index("heart")] = 4.0  # type: ignore[index]
+            save_checkpoint(folder, model, vocab, TextRules(), Split(), {})
+            made[(architecture, max_tokens)] = folder
+        return made[(architecture, max_tokens)]
+
+    return make

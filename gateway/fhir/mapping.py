@@ -19,7 +19,6 @@ import base64
 import datetime as dt
 import hashlib
 import html
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -29,6 +28,7 @@ from gateway import __version__
 from gateway.align.model import Link
 from gateway.fhir import ids
 from gateway.fhir.codes import code_map
+from gateway.reading.text import compact
 
 Version = Literal["R4", "R5"]
 Resource = dict[str, Any]
@@ -394,15 +394,11 @@ def join_sentences(sentences: Sequence[str]) -> str:
     return out
 
 
-def _compact(text: str) -> str:
-    return "".join(unicodedata.normalize("NFKC", text).split())
-
-
 def _is_caption(paragraph: dict[str, Any], document: dict[str, Any]) -> bool:
     """A paragraph made only of the captions of the document's figures ("图1 ... Figure 2 ...")."""
-    rest = _compact(str(paragraph.get("text", "")))
+    rest = compact(str(paragraph.get("text", "")))
     captions = sorted(
-        (_compact(str(f.get("caption") or "")) for f in document.get("figures", [])), key=len, reverse=True
+        (compact(str(f.get("caption") or "")) for f in document.get("figures", [])), key=len, reverse=True
     )
     if not rest or not any(captions):
         return False

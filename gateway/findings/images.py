@@ -16,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 import pydicom
 from PIL import Image
-from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut, convert_color_space
 
 from gateway.errors import PermanentStageError
+from gateway.imaging import ImagingError, render_dataset
 
 __all__ = [
     "FRONTAL_VIEWS",
@@ -108,29 +108,20 @@ def _has_aspects(infos: Sequence[ViewInfo], pool: Sequence[int]) -> bool:
 
 
 def dicom_to_unit(ds: pydicom.Dataset) -> FloatArray:
-    """The first frame of ``ds`` as presentation values scaled to ``[0, 1]`` (PS3.4 N.2)."""
+    """The first frame of ``ds`` as presentation values scaled to ``[0, 1]`` (PS3.4 N.2).
+
+    The display transform (modality LUT, VOI LUT or window, MONOCHROME1) is the gateway's one renderer,
+    :func:`gateway.imaging.render_dataset`; colour images are reduced to luminance.
+    """
     try:
-        pixels = ds.pixel_array
-    except Exception as exc:  # the decoders raise many unrelated types
-        raise ImageDecodeError(f"cannot decode pixel data: {exc}") from exc
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        pixels = pixels[0]
-    photometric = _norm(ds.get("PhotometricInterpretation", "MONOCHROME2"))
-    if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
+        shown = render_dataset(ds)
+    except ImagingError as exc:
+        raise ImageDecodeError(str(exc)) from exc
+    if shown.ndim == 3:
         # Colour chest films are screenshots or secondary captures; luminance is what a reader sees.
-        rgb = np.asarray(pixels, dtype=np.float32)
-        if photometric.startswith("YBR"):
-            rgb = np.asarray(convert_color_space(pixels, photometric, "RGB"), dtype=np.float32)
-        gray = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-        return _scale(gray)
-    values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
-    if "VOILUTSequence" in ds or "WindowCenter" in ds:
-        values = np.asarray(apply_voi_lut(values, ds, index=0), dtype=np.float64)
-        # Windowing already maps to the full output range; a VOI LUT to its own.
-    unit = _scale(values)
-    if photometric == "MONOCHROME1":
-        unit = 1.0 - unit
+        rgb = shown.astype(np.float32)
+        return _scale(rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114)
+    unit: FloatArray = shown.astype(np.float32) / np.float32(255.0)
     return unit
 
 

@@ -3,30 +3,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from pydicom.uid import JPEG2000Lossless
 
-from gateway.findings.checkpoint import CheckpointError, save_checkpoint
-from gateway.findings.data import Split
-from gateway.findings.models import PRESETS, ModelConfig, build_model
+from gateway.findings.checkpoint import CheckpointError
 from gateway.findings.service import Draft, Drafter, StudyImage, load_drafter
 from gateway.findings.settings import FindingsSettings
 from gateway.findings.synthetic import generate, write_dicom
-from gateway.findings.text import TextRules, Vocabulary
-
-VOCAB = Vocabulary(["<pad>", "<start>", "<end>", "<unk>", ".", "heart", "normal", "lungs", "clear"])
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    config = ModelConfig(architecture="attention", vocab_size=len(VOCAB), max_tokens=10, **PRESETS["tiny"])
-    folder = tmp_path_factory.mktemp("ck") / "best"
-    model = build_model(config)
-    with torch.no_grad():  # an untrained model may say nothing; make it say something
-        model.head.bias[VOCAB.tokens.index("heart")] = 4.0  # type: ignore[index]
-    save_checkpoint(folder, model, VOCAB, TextRules(), Split(), {})
-    return folder
+def checkpoint(tiny_checkpoint) -> Path:  # type: ignore[no-untyped-def]
+    return tiny_checkpoint("attention", max_tokens=10)
 
 
 def _study(folder: Path, index: int, compressed: bool = False) -> list[StudyImage]:
