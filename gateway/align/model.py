@@ -32,6 +32,9 @@ class InstanceInfo:
     window_width: float | None = None
     rows: int | None = None
     columns: int | None = None
+    #: ImagePositionPatient and ImageOrientationPatient (PS3.3 C.7.6.2), for ordering slices along the normal.
+    image_position: tuple[float, float, float] | None = None
+    image_orientation: tuple[float, float, float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,8 @@ class FigureRef(BaseModel):
     number: int | None = None
     series: int | None = None
     instance: int | None = None
+    #: A montage panel named by the reference ("图2A", "Figure 3, left"): "A", "B", ... in reading order.
+    panel: str | None = None
     start: int = Field(ge=0)
     end: int = Field(ge=0)
 
@@ -74,10 +76,14 @@ class Paragraph(BaseModel):
     bbox: BBox
     section: str | None = None
     heading: bool = False
+    #: "caption": a figure's caption, kept out of the body's sentences and links.
+    role: Literal["body", "caption"] = "body"
     figure_refs: list[FigureRef] = Field(default_factory=list)
 
 
 class Figure(BaseModel):
+    #: "embedded": an image object of a text-layer PDF; "page-region": cut from a scanned or rendered page.
+    source: Literal["embedded", "page-region"] = "embedded"
     label: str | None = None
     number: int | None = None
     page: int = Field(ge=1)
