@@ -1,29 +1,33 @@
-"""Matching a report's embedded figure to the DICOM instance it was made from.
+"""Finding the instances a report's embedded figure may have been made from: a ranked shortlist.
 
-A figure in a PDF report is usually a screenshot of a viewer: the instance rendered with some window, cropped,
-rescaled, perhaps with burnt-in annotations, then JPEG-compressed. What survives all of that is the spatial
-structure, up to a monotonic change of grey levels (a different window is a monotonic map, clipped). So both
-sides are compared after histogram equalisation (rank normalisation) and as gradient magnitudes, with
-normalised cross-correlation over a range of crop scales and positions (``cv2.matchTemplate``).
+A figure in a report is usually a screenshot of a viewer: the instance rendered with some window, cropped
+(down to 40 % of the image), rescaled, perhaps turned a few degrees, with burnt-in text and coloured overlays
+(arrows, ROI circles, measurement lines), then JPEG-compressed. What survives all of that is the spatial
+structure, up to a monotonic change of grey levels (a window is a monotonic map, clipped). So both sides are
+compared after histogram equalisation (rank normalisation) and as gradient magnitudes, with normalised
+cross-correlation over crop scales and positions. Saturated colour pixels are overlays, not image: they are
+masked out and filled from their surroundings before anything is compared (:func:`figure_grey`).
 
 Equalisation cannot undo clipping, though: a lung-window rendering and a mediastinal-window screenshot of the
-same slice saturate different tissue, and a smoothed thick slice shown under the figure's window can then
-look more like the figure than its true source. So an instance may come as a :class:`Rendering` that carries
-its stored values (:class:`~gateway.imaging.GreyValues`, after the Modality LUT), which are also shown under
-alternative windows (:mod:`gateway.align.windows`); each instance keeps its best score over all windows.
+same slice saturate different tissue. So an instance may come as a :class:`Rendering` that carries its stored
+values (:class:`~gateway.imaging.GreyValues`, after the Modality LUT), shown under alternative windows
+(:mod:`gateway.align.windows`) at the fine level.
 
-Two passes keep a 1,000-image study fast: a coarse pass at 32 px over every instance and window shortlists
-candidates (and the best few of every series, so that one series cannot crowd out another); then a fine pass
-at 128 px over the shortlist decides, trying every window on a coarse grid of scales and refining the best.
-A match is accepted only when its score clears ``min_score`` and beats the runner-up by ``margin``:
-look-alike neighbours (adjacent slices, or a thick slice averaged from the source) then give no link rather
-than a wrong one.
+Three passes keep a 2,000-image study fast:
+
+1. **coarse** (32 px): every instance, as its own rendering and, when it has stored values, as the rank
+   transform of those values (which no window changes), scored in one batched FFT correlation per template;
+2. **fine** (128 px): the shortlist, under every window at the coarse scale, then the best window over a
+   sweep of scales around it;
+3. the caller (:mod:`gateway.align.verify`) registers the best few at the figure's own resolution.
+
+This module only ranks; deciding between adjacent slices, twins and decoys is the aligner's job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import cast
 
 import cv2
@@ -38,14 +42,15 @@ F32 = npt.NDArray[np.float32]
 
 COARSE = 32
 FINE = 128
-COARSE_SCALES = (1.0, 0.8, 0.62)  # down to the smallest crops FINE_SCALES try
-FINE_SCALES = tuple(float(s) for s in np.round(np.arange(1.0, 0.44, -0.05), 3))
-#: Every window of a candidate is tried on this sub-grid; only the best window gets all of ``FINE_SCALES``.
-WINDOW_SCALES = FINE_SCALES[::2]
+COARSE_SCALES = (1.0, 0.8, 0.62, 0.45)
+#: Crops down to 40 % of the image are searched for.
+FINE_SCALES = tuple(float(s) for s in np.round(np.arange(1.0, 0.34, -0.05), 3))
+#: How far around the coarse scale the fine pass sweeps.
+SWEEP = 0.15
 #: The best candidates of each series join the shortlist, however their series ranks overall.
 PER_SERIES = 2
-#: The best candidates under each alternative window join the shortlist.
-PER_WINDOW = 3
+#: A pixel whose channels differ by more than this is a coloured overlay, not image.
+SATURATION = 40
 
 
 def to_grey(image: npt.NDArray[np.generic]) -> U8:
@@ -54,24 +59,53 @@ def to_grey(image: npt.NDArray[np.generic]) -> U8:
     if arr.ndim == 3:
         if arr.shape[2] == 4:
             arr = arr[:, :, :3]
-        arr = cv2.cvtColor(np.ascontiguousarray(arr.astype(np.uint8)), cv2.COLOR_RGB2GRAY)
+        if arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        else:
+            arr = cv2.cvtColor(np.ascontiguousarray(arr.astype(np.uint8)), cv2.COLOR_RGB2GRAY)
     if arr.dtype != np.uint8:
         lo, hi = float(arr.min()), float(arr.max())
         arr = ((arr.astype(np.float64) - lo) * (255.0 / max(hi - lo, 1e-9))).astype(np.uint8)
     return cast(U8, np.ascontiguousarray(arr))
 
 
-def _resize(grey: U8, size: tuple[int, int]) -> U8:
-    return cast(U8, cv2.resize(grey, size, interpolation=cv2.INTER_AREA))
+def figure_grey(image: npt.NDArray[np.generic]) -> tuple[U8, U8]:
+    """The figure's grey content and its mask (255 = image, 0 = coloured overlay).
+
+    Coloured overlays are found by saturation (channel spread), widened by two pixels for their JPEG halo,
+    and filled in from their surroundings, so that an arrow or an ROI circle does not pull the match.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] >= 3:
+        rgb = arr[:, :, :3].astype(np.int16)
+        spread = rgb.max(axis=2) - rgb.min(axis=2)
+        overlay = (spread > SATURATION).astype(np.uint8)
+        grey = to_grey(arr)
+        if overlay.any():
+            overlay = cv2.dilate(overlay, np.ones((5, 5), np.uint8))
+            if overlay.mean() < 0.5:
+                grey = cast(U8, cv2.inpaint(grey, overlay, 3, cv2.INPAINT_TELEA))
+        return grey, cast(U8, np.where(overlay > 0, 0, 255).astype(np.uint8))
+    grey = to_grey(arr)
+    return grey, cast(U8, np.full(grey.shape, 255, np.uint8))
 
 
-def _fit(shape: tuple[int, int], longest: int) -> tuple[int, int]:
-    h, w = shape
+def resize(grey: npt.NDArray[np.generic], size: tuple[int, int]) -> npt.NDArray[np.generic]:
+    """Resize to (width, height) with area averaging when shrinking."""
+    w, h = size
+    shrink = w <= grey.shape[1] and h <= grey.shape[0]
+    method = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    return np.asarray(cv2.resize(grey, (w, h), interpolation=method))  # type: ignore[arg-type]
+
+
+def fit(shape: tuple[int, ...], longest: int) -> tuple[int, int]:
+    """(width, height) of ``shape`` scaled so its longer side is ``longest``."""
+    h, w = shape[0], shape[1]
     k = longest / max(h, w)
     return max(1, round(w * k)), max(1, round(h * k))
 
 
-def _normalise(grey: U8) -> tuple[F32, F32]:
+def normalise(grey: U8) -> tuple[F32, F32]:
     """Equalised intensity and gradient magnitude, both lightly blurred against JPEG noise and text."""
     eq = cv2.equalizeHist(grey)
     eq_f = cv2.GaussianBlur(eq, (3, 3), 0).astype(np.float32)
@@ -81,11 +115,20 @@ def _normalise(grey: U8) -> tuple[F32, F32]:
     return eq_f, cast(F32, grad)
 
 
+def rank_values(values: npt.NDArray[np.floating]) -> U8:
+    """Stored values as 8-bit ranks: the same whatever window the figure was captured under."""
+    flat = values.ravel()
+    order = np.argsort(flat, kind="stable")
+    ranks = np.empty(flat.size, dtype=np.float64)
+    ranks[order] = np.arange(flat.size)
+    return cast(U8, (ranks * (255.0 / max(1, flat.size - 1))).astype(np.uint8).reshape(values.shape))
+
+
 @dataclass(frozen=True)
 class Rendering:
     """An instance as its own VOI shows it and, if grey, its stored values to show under other windows.
 
-    ``values`` may be smaller than ``image`` (the fine level of 128 px is all the matcher uses them at).
+    ``values`` may be smaller than ``image``: the matcher uses them at its fine level (128 px).
     """
 
     image: npt.NDArray[np.generic]
@@ -93,57 +136,64 @@ class Rendering:
 
 
 @dataclass(frozen=True)
-class _Prepared:
-    coarse: tuple[F32, F32]
-    fine: tuple[F32, F32]
+class Candidate:
+    """One instance's best placement of the figure: score, crop scale, window, and where (fractions)."""
 
-
-def _prepare(grey: U8) -> _Prepared:
-    fine_grey = _resize(grey, _fit(grey.shape[:2], FINE))
-    coarse_grey = _resize(grey, _fit(grey.shape[:2], COARSE))
-    return _Prepared(_normalise(coarse_grey), _normalise(fine_grey))
-
-
-def _level_like(grey: U8, like: tuple[F32, F32]) -> tuple[F32, F32]:
-    """``grey`` normalised at exactly the shape of ``like``, so that both share the figure's templates."""
-    h, w = like[0].shape[:2]
-    return _normalise(_resize(grey, (w, h)))
+    sop_instance_uid: str
+    score: float
+    scale: float
+    window: Window | None  # None: the instance's own rendering
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 as fractions of the instance's frame
 
 
 @dataclass(frozen=True)
 class FigureMatch:
-    """The best instance for a figure, its score, and the runner-up's."""
+    """The ranked candidates for a figure, best first."""
 
-    sop_instance_uid: str | None
-    score: float
-    runner_up: str | None
-    runner_up_score: float
-    scale: float
-    window: Window | None = None  # None: the instance's own rendering won
+    candidates: tuple[Candidate, ...] = field(default=())
+
+    @property
+    def best(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates else None
+
+    @property
+    def sop_instance_uid(self) -> str | None:
+        return self.candidates[0].sop_instance_uid if self.candidates else None
+
+    @property
+    def score(self) -> float:
+        return self.candidates[0].score if self.candidates else -1.0
+
+    @property
+    def runner_up(self) -> str | None:
+        return self.candidates[1].sop_instance_uid if len(self.candidates) > 1 else None
+
+    @property
+    def runner_up_score(self) -> float:
+        return self.candidates[1].score if len(self.candidates) > 1 else -1.0
 
     @property
     def margin(self) -> float:
         return self.score - self.runner_up_score
 
+    @property
+    def window(self) -> Window | None:
+        return self.candidates[0].window if self.candidates else None
 
-def _ncc(image: F32, template: F32) -> float:
-    if template.shape[0] > image.shape[0] or template.shape[1] > image.shape[1]:
-        return -1.0
-    res = cv2.matchTemplate(image, template, cv2.TM_CCOEFF_NORMED)
-    value = float(res.max())
-    return value if np.isfinite(value) else -1.0
+    @property
+    def scale(self) -> float:
+        return self.candidates[0].scale if self.candidates else 1.0
 
 
-def _template(figure_grey: U8, target: tuple[int, int], scale: float) -> tuple[F32, F32] | None:
+def _template(figure: U8, target: tuple[int, int], scale: float) -> tuple[F32, F32] | None:
     """The figure resized so that, placed inside an image of ``target`` (h, w), it spans ``scale`` of it."""
     th, tw = target
-    fh, fw = figure_grey.shape[:2]
+    fh, fw = figure.shape[:2]
     k = scale * min(tw / fw, th / fh)
-    w, h = round(fw * k), round(fh * k)
+    w, h = min(round(fw * k), tw), min(round(fh * k), th)
     if w < 6 or h < 6:
         return None
-    small = _resize(figure_grey, (min(w, tw), min(h, th)))
-    eq, grad = _normalise(small)
+    eq, grad = normalise(cast(U8, resize(figure, (w, h))))
     if float(eq.std()) < 1e-3 or float(grad.std()) < 1e-3:
         return None  # a flat template correlates with nothing
     return eq, grad
@@ -152,31 +202,76 @@ def _template(figure_grey: U8, target: tuple[int, int], scale: float) -> tuple[F
 Templates = dict[tuple[int, int, float], tuple[F32, F32] | None]
 
 
-def _score(
-    level: tuple[F32, F32], scales: Sequence[float], templates: Templates, figure: U8
-) -> tuple[float, float]:
-    """Best (score, scale) of ``figure`` inside one prepared level of an instance."""
+def _best_placement(level: tuple[F32, F32], template: tuple[F32, F32]) -> tuple[float, tuple[int, int]]:
+    """Best (score, (x, y)) of a template inside a level: the mean of intensity and gradient correlation."""
     eq, grad = level
-    best, best_scale = -1.0, 1.0
-    for scale in scales:
-        key = (eq.shape[0], eq.shape[1], scale)
-        if key not in templates:
-            templates[key] = _template(figure, (eq.shape[0], eq.shape[1]), scale)
-        tpl = templates[key]
-        if tpl is None:
-            continue
-        score = 0.5 * _ncc(eq, tpl[0]) + 0.5 * _ncc(grad, tpl[1])
-        if score > best:
-            best, best_scale = score, scale
-    return best, best_scale
+    if template[0].shape[0] > eq.shape[0] or template[0].shape[1] > eq.shape[1]:
+        return -1.0, (0, 0)
+    res = np.asarray(cv2.matchTemplate(eq, template[0], cv2.TM_CCOEFF_NORMED), dtype=np.float32)
+    res = res + np.asarray(cv2.matchTemplate(grad, template[1], cv2.TM_CCOEFF_NORMED), dtype=np.float32)
+    res = np.nan_to_num(res, nan=-2.0, posinf=-2.0, neginf=-2.0)
+    _, value, _, loc = cv2.minMaxLoc(res)
+    return 0.5 * float(value), (int(loc[0]), int(loc[1]))
+
+
+class _Batch:
+    """Same-shape coarse levels of many instances, correlated with a template in one FFT pass.
+
+    Normalised cross-correlation of a zero-mean template T with every window of an image X is
+    corr(X, T) / (|T| · std_window(X) · √n); the correlation comes from one batched FFT and the window sums
+    from integral images, so a template costs one pass over the whole batch, not one call per instance.
+    """
+
+    def __init__(self, levels: Sequence[F32]) -> None:
+        stack = np.stack(levels).astype(np.float32)  # single precision halves the FFT's cost
+        self.shape = stack.shape[1:]
+        self._fft = np.fft.rfft2(stack)
+        stack = stack.astype(np.float64)  # window sums of squares need double precision
+        self._ii = np.zeros((stack.shape[0], stack.shape[1] + 1, stack.shape[2] + 1))
+        self._ii[:, 1:, 1:] = stack.cumsum(1).cumsum(2)
+        self._ii2 = np.zeros_like(self._ii)
+        self._ii2[:, 1:, 1:] = (stack * stack).cumsum(1).cumsum(2)
+
+    def correlate(self, template: F32) -> npt.NDArray[np.float64]:
+        """NCC maps of the template over every level: shape (n, H - th + 1, W - tw + 1)."""
+        h, w = self.shape
+        th, tw = template.shape
+        t = template.astype(np.float32)
+        t = t - t.mean()
+        norm = float(np.sqrt((t * t).sum()))
+        n_out = (h - th + 1, w - tw + 1)
+        if norm < 1e-9:
+            return np.full((self._fft.shape[0], *n_out), -1.0)
+        padded = np.zeros((h, w), dtype=np.float32)
+        padded[:th, :tw] = t
+        corr = np.fft.irfft2(self._fft * np.conj(np.fft.rfft2(padded)), s=(h, w))[:, : n_out[0], : n_out[1]]
+        ii, ii2 = self._ii, self._ii2
+        ny, nx = n_out
+        s1 = ii[:, th:, tw:] - ii[:, :ny, tw:] - ii[:, th:, :nx] + ii[:, :ny, :nx]
+        s2 = ii2[:, th:, tw:] - ii2[:, :ny, tw:] - ii2[:, th:, :nx] + ii2[:, :ny, :nx]
+        var = np.maximum(s2 - s1 * s1 / (th * tw), 0.0)
+        denom = np.sqrt(var) * norm
+        out = np.where(denom > 1e-6 * norm, corr / np.maximum(denom, 1e-12), 0.0)
+        return np.clip(out, -1.0, 1.0)
+
+
+@dataclass
+class _Group:
+    """Instances whose coarse levels share one shape: an intensity and a gradient batch per view."""
+
+    shape: tuple[int, int]
+    members: list[tuple[int, int]]  # (instance index, view)
+    eq: _Batch
+    grad: _Batch
 
 
 class FigureIndex:
     """Instances prepared once for matching any number of figures against them.
 
-    ``windows`` gives, per SOP Instance UID, the alternative windows to show it under when it is shortlisted
-    (only instances given as a :class:`Rendering` with values can be); ``series`` maps an instance to its
-    series, for the per-series part of the shortlist; ``neighbours`` lists an instance's adjacent slices.
+    ``windows`` gives, per SOP Instance UID, the alternative windows to show it under at the fine level (only
+    instances given as a :class:`Rendering` with values can be); ``series`` maps an instance to its series,
+    for the per-series part of the shortlist. ``neighbours`` is accepted for callers of the earlier
+    interface and ignored: adjacent slices are the aligner's business now (:mod:`gateway.align.geometry`).
     """
 
     def __init__(
@@ -187,146 +282,193 @@ class FigureIndex:
         series: Mapping[str, str] | None = None,
         neighbours: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        del neighbours
         self._uids = list(images)
+        self._position = {u: i for i, u in enumerate(self._uids)}
         renderings = [r if isinstance(r, Rendering) else Rendering(r) for r in images.values()]
-        self._prepared = [_prepare(to_grey(r.image)) for r in renderings]
+        self._images = [to_grey(r.image) for r in renderings]
         self._values = [r.values for r in renderings]
         windows = windows or {}
         self._windows = [
             tuple(windows.get(u, ())) if v is not None else ()
             for u, v in zip(self._uids, self._values, strict=True)
         ]
-        groups: dict[str, list[int]] = {}
-        for i, uid in enumerate(self._uids):
-            groups.setdefault((series or {}).get(uid, ""), []).append(i)
-        self._groups = [np.asarray(g) for g in groups.values()] if series else []
-        position = {u: i for i, u in enumerate(self._uids)}
-        self._neighbours = [
-            [position[n] for n in (neighbours or {}).get(u, ()) if n in position] for u in self._uids
-        ]
-        # Alternative renderings are prepared on first use and kept for the next figure.
-        self._alternatives: dict[tuple[int, Window], U8 | None] = {}
-        self._alternatives_coarse: dict[tuple[int, Window], tuple[F32, F32] | None] = {}
-        self._alternatives_fine: dict[tuple[int, Window], tuple[F32, F32]] = {}
+        self._series = [(series or {}).get(u, "") for u in self._uids]
+        self._fine_own: dict[int, tuple[F32, F32]] = {}
+        self._fine_alt: dict[tuple[int, Window], tuple[F32, F32] | None] = {}
+        self._groups = self._coarse_groups()
 
     def __len__(self) -> int:
         return len(self._uids)
 
-    def _alternative(self, idx: int, window: Window) -> U8 | None:
+    @property
+    def uids(self) -> list[str]:
+        return list(self._uids)
+
+    def _coarse_groups(self) -> list[_Group]:
+        views: dict[tuple[int, int], list[tuple[int, int, tuple[F32, F32]]]] = {}
+        for idx, image in enumerate(self._images):
+            size = fit(image.shape, COARSE)
+            own = normalise(cast(U8, resize(image, size)))
+            views.setdefault(own[0].shape, []).append((idx, 0, own))
+            values = self._values[idx]
+            if values is not None:
+                small = resize(values.values, size)
+                ranked = rank_values(np.asarray(small, dtype=np.float32))
+                if values.monochrome1:
+                    ranked = np.subtract(255, ranked, dtype=np.uint8)
+                views[own[0].shape].append((idx, 1, normalise(ranked)))
+        groups = []
+        for shape, members in views.items():
+            groups.append(
+                _Group(
+                    shape=(int(shape[0]), int(shape[1])),
+                    members=[(i, v) for i, v, _ in members],
+                    eq=_Batch([lv[0] for _, _, lv in members]),
+                    grad=_Batch([lv[1] for _, _, lv in members]),
+                )
+            )
+        return groups
+
+    def _coarse(self, figure: U8) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Each instance's best coarse score (over its views and the coarse scales) and that scale."""
+        best = np.full(len(self._uids), -2.0)
+        scale_of = np.ones(len(self._uids))
+        for group in self._groups:
+            for scale in COARSE_SCALES:
+                tpl = _template(figure, group.shape, scale)
+                if tpl is None:
+                    continue
+                maps = 0.5 * (group.eq.correlate(tpl[0]) + group.grad.correlate(tpl[1]))
+                scores = maps.reshape(maps.shape[0], -1).max(axis=1)
+                for (idx, _view), score in zip(group.members, scores, strict=True):
+                    if score > best[idx]:
+                        best[idx] = float(score)
+                        scale_of[idx] = scale
+        return best, scale_of
+
+    def _fine_level(self, idx: int, window: Window | None) -> tuple[F32, F32] | None:
+        if window is None:
+            if idx not in self._fine_own:
+                image = self._images[idx]
+                self._fine_own[idx] = normalise(cast(U8, resize(image, fit(image.shape, FINE))))
+            return self._fine_own[idx]
         key = (idx, window)
-        if key not in self._alternatives:
+        if key not in self._fine_alt:
             values = self._values[idx]
             grey = values.windowed(*window) if values is not None else None
             # A window that shows the instance as (nearly) one grey says nothing about it.
-            self._alternatives[key] = grey if grey is not None and float(grey.std()) >= 2.0 else None
-        return self._alternatives[key]
+            if grey is None or float(grey.std()) < 2.0:
+                self._fine_alt[key] = None
+            else:
+                own = self._fine_level(idx, None)
+                assert own is not None
+                h, w = own[0].shape
+                self._fine_alt[key] = normalise(cast(U8, resize(grey, (w, h))))
+        return self._fine_alt[key]
 
-    def _fine_levels(self, idx: int) -> list[tuple[Window | None, tuple[F32, F32]]]:
-        """The instance's own fine level (window None) and its fine levels under the alternative windows."""
-        levels: list[tuple[Window | None, tuple[F32, F32]]] = [(None, self._prepared[idx].fine)]
-        for window in self._windows[idx]:
-            key = (idx, window)
-            if key not in self._alternatives_fine:
-                grey = self._alternative(idx, window)
-                if grey is None:
-                    continue
-                self._alternatives_fine[key] = _level_like(grey, self._prepared[idx].fine)
-            levels.append((window, self._alternatives_fine[key]))
-        return levels
+    def _fine(self, idx: int, figure: U8, near: float, templates: Templates) -> Candidate:
+        """The candidate's best placement: each window at the coarse scale, then a sweep of the best."""
 
-    def _coarse(self, templates: Templates, figure: U8) -> dict[Window | None, npt.NDArray[np.float64]]:
-        """Coarse scores of every instance, per window (None: its own rendering; NaN: not shown so)."""
-        out: dict[Window | None, npt.NDArray[np.float64]] = {}
-        for idx, prepared in enumerate(self._prepared):
-            levels: list[tuple[Window | None, tuple[F32, F32]]] = [(None, prepared.coarse)]
-            for window in self._windows[idx]:
-                key = (idx, window)
-                if key not in self._alternatives_coarse:
-                    grey = self._alternative(idx, window)
-                    self._alternatives_coarse[key] = (
-                        None if grey is None else _level_like(grey, prepared.coarse)
-                    )
-                alternative = self._alternatives_coarse[key]
-                if alternative is not None:
-                    levels.append((window, alternative))
-            for shown, level in levels:
-                if shown not in out:
-                    out[shown] = np.full(len(self._uids), np.nan)
-                out[shown][idx] = _score(level, COARSE_SCALES, templates, figure)[0]
-        return out
+        def placed(level: tuple[F32, F32], scale: float) -> tuple[float, tuple[int, int], tuple[int, int]]:
+            key = (level[0].shape[0], level[0].shape[1], scale)
+            if key not in templates:
+                templates[key] = _template(figure, (level[0].shape[0], level[0].shape[1]), scale)
+            tpl = templates[key]
+            if tpl is None:
+                return -1.0, (0, 0), (0, 0)
+            score, loc = _best_placement(level, tpl)
+            return score, loc, (tpl[0].shape[1], tpl[0].shape[0])
 
-    def _shortlist(self, coarse: dict[Window | None, npt.NDArray[np.float64]], shortlist: int) -> list[int]:
-        own = coarse[None]
-        order = [int(i) for i in np.argsort(-own)[: max(2, shortlist)]]
+        start = min(FINE_SCALES, key=lambda s: abs(s - near))
+        options: list[tuple[Window | None, tuple[F32, F32]]] = []
+        for window in (None, *self._windows[idx]):
+            level = self._fine_level(idx, window)
+            if level is not None:
+                options.append((window, level))
+        tried = [(placed(level, start)[0], n) for n, (_, level) in enumerate(options)]
+        _, chosen = max(tried)
+        window, level = options[chosen]
+        sweep = [s for s in FINE_SCALES if abs(s - start) <= SWEEP + 1e-9]
+        results = [(placed(level, s), s) for s in sweep]
+        (score, loc, size), scale = max(results, key=lambda r: r[0][0])
+        for s in (scale - 0.025, scale + 0.025):
+            if 0.3 < s <= 1.0:
+                result = placed(level, s)
+                if result[0] > score:
+                    (score, loc, size), scale = result, s
+        h, w = level[0].shape
+        box = (loc[0] / w, loc[1] / h, (loc[0] + size[0]) / w, (loc[1] + size[1]) / h)
+        return Candidate(self._uids[idx], score, scale, window, box)
 
-        def add(indices: npt.NDArray[np.intp]) -> None:
-            order.extend(int(i) for i in indices if int(i) not in order)
+    def _medium(self, idx: int, figure: U8, near: float, templates: Templates) -> float:
+        """A cheap fine-level score: the own rendering only, at the coarse scale and its two neighbours."""
+        level = self._fine_level(idx, None)
+        assert level is not None
+        h, w = level[0].shape
+        best = -1.0
+        for scale in (near - 0.05, near, near + 0.05):
+            if not 0.3 < scale <= 1.0:
+                continue
+            key = (h, w, round(scale, 3))
+            if key not in templates:
+                templates[key] = _template(figure, (h, w), scale)
+            tpl = templates[key]
+            if tpl is not None:
+                best = max(best, _best_placement(level, tpl)[0])
+        return best
 
-        for group in self._groups:
-            add(group[np.argsort(-own[group])[:PER_SERIES]])
-        # Each other window brings its own few best, rather than a maximum over windows: a window that
-        # shows everything alike would otherwise crowd the own rendering's candidates out.
-        for window, scores in coarse.items():
-            if window is not None:
-                add(np.argsort(-np.nan_to_num(scores, nan=-2.0))[:PER_WINDOW])
-        return order
+    def match(
+        self,
+        figure: npt.NDArray[np.generic],
+        *,
+        shortlist: int = 8,
+        related: Callable[[str], Collection[str]] | None = None,
+        diverse: int = 24,
+    ) -> FigureMatch:
+        """Rank the instances ``figure`` may have been made from (see the module docstring for how).
 
-    def _fine(self, idx: int, templates: Templates, figure: U8) -> tuple[float, float, Window | None]:
-        """Best (score, scale, window) of one candidate over its own rendering and its alternative windows."""
-        levels = self._fine_levels(idx)
-        window: Window | None = None
-        level = levels[0][1]
-        if len(levels) == 1:
-            score, scale = _score(level, FINE_SCALES, templates, figure)
-        else:
-            tried = [(*_score(lv, WINDOW_SCALES, templates, figure), n) for n, (_, lv) in enumerate(levels)]
-            score, scale, best = max(tried)
-            window, level = levels[best]
-            rest = tuple(s for s in FINE_SCALES if s not in WINDOW_SCALES)
-            score2, scale2 = _score(level, rest, templates, figure)
-            if score2 > score:
-                score, scale = score2, scale2
-        # Refine around the best scale: crops rarely fall on the grid.
-        near = tuple(s for s in (scale - 0.025, scale + 0.025) if 0.3 < s <= 1.0)
-        if near:
-            score2, scale2 = _score(level, near, templates, figure)
-            if score2 > score:
-                score, scale = score2, scale2
-        return score, scale, window
-
-    def match(self, figure: npt.NDArray[np.generic], *, shortlist: int = 8) -> FigureMatch:
-        """Find the instance ``figure`` was made from (see the module docstring for how)."""
+        ``related`` names an instance's look-alikes by nature (its nearby slices): at most one of each such
+        group enters the middle pass, so that a thin-slice series, whose slices all score alike at 32 px,
+        cannot fill the shortlist with one region while the source's region waits further down.
+        """
         if not self._uids:
-            return FigureMatch(None, -1.0, None, -1.0, 1.0)
-        grey = to_grey(figure)
+            return FigureMatch()
+        grey, _mask = figure_grey(np.asarray(figure))
         # Work from a figure no larger than the fine level needs; big screenshots only cost time.
         if max(grey.shape[:2]) > 2 * FINE:
-            grey = _resize(grey, _fit(grey.shape[:2], 2 * FINE))
-        # Templates depend only on the target shape and scale; most instances of a series share a shape.
-        coarse_t: Templates = {}
-        fine_t: Templates = {}
-        scored: dict[int, tuple[float, float, int, Window | None]] = {}
-        for i in self._shortlist(self._coarse(coarse_t, grey), shortlist):
-            score, scale, window = self._fine(i, fine_t, grey)
-            scored[i] = (score, scale, i, window)
-        fine = sorted(scored.values(), key=lambda f: (f[0], -f[2]), reverse=True)
-        # The margin rule needs the best one's neighbours (adjacent slices) scored, as they are its natural
-        # look-alikes; a chance match elsewhere in the study would otherwise face no close rival.
-        for _ in range(3):
-            missing = [n for n in self._neighbours[fine[0][2]] if n not in scored]
-            if not missing:
+            grey = cast(U8, resize(grey, fit(grey.shape, 2 * FINE)))
+        coarse, scales = self._coarse(grey)
+        ranked = [int(i) for i in np.argsort(-coarse)]
+        picked: list[int] = []
+        covered: set[str] = set()
+        for i in ranked:
+            uid = self._uids[i]
+            if uid in covered:
+                continue
+            picked.append(i)
+            if related is not None:
+                covered.update(related(uid))
+            if len(picked) >= max(diverse, shortlist):
                 break
-            for i in missing:
-                score, scale, window = self._fine(i, fine_t, grey)
-                scored[i] = (score, scale, i, window)
-            fine = sorted(scored.values(), key=lambda f: (f[0], -f[2]), reverse=True)
-        best = fine[0]
-        second = fine[1] if len(fine) > 1 else (-1.0, 1.0, -1, None)
-        return FigureMatch(
-            self._uids[best[2]],
-            best[0],
-            self._uids[second[2]] if second[2] >= 0 else None,
-            second[0],
-            best[1],
-            best[3],
-        )
+        by_series: dict[str, list[int]] = {}
+        for i in ranked:
+            members = by_series.setdefault(self._series[i], [])
+            if len(members) < PER_SERIES:
+                members.append(i)
+        for members in by_series.values():
+            picked.extend(i for i in members if i not in picked)
+        templates: Templates = {}
+        medium = {i: self._medium(i, grey, float(scales[i]), templates) for i in picked}
+        order = sorted(picked, key=lambda i: -medium[i])[: max(2, shortlist)]
+        scored = [self._fine(i, grey, float(scales[i]), templates) for i in order]
+        scored.sort(key=lambda c: (-c.score, self._position[c.sop_instance_uid]))
+        return FigureMatch(tuple(scored))
+
+    def values(self, uid: str) -> GreyValues | None:
+        idx = self._position.get(uid)
+        return None if idx is None else self._values[idx]
+
+    def image(self, uid: str) -> U8 | None:
+        idx = self._position.get(uid)
+        return None if idx is None else self._images[idx]

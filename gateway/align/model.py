@@ -43,9 +43,21 @@ class AlignOptions:
 
     anatomy_cues: bool = True
     figure_min_score: float = 0.6
+    #: How far the best match must beat the best instance that is neither its neighbour nor its twin.
     figure_margin: float = 0.015
     shortlist: int = 8
     anatomy_max_series: int = 3
+    #: Least fidelity of a registered match (gateway/align/verify.py); the second with foreign words nearby.
+    figure_fidelity: float = 0.93
+    figure_foreign_fidelity: float = 0.96
+    #: An adjacent slice whose registered residual is not this much (a share) larger than the best's ties
+    #: with it, and the link names it.
+    neighbour_margin: float = 0.1
+    #: Slices within this distance of the best match are its neighbourhood, not its rivals.
+    neighbourhood_mm: float = 10.0
+    #: References beyond these are not linked (a hostile or broken report must not multiply the work).
+    max_refs_per_sentence: int = 20
+    max_refs_per_document: int = 500
 
 
 @dataclass(frozen=True)

@@ -320,10 +320,12 @@ def test_figure_under_another_window_finds_its_source_not_an_averaged_neighbour(
     ]
     infos: list[InstanceInfo] = []
     renderings: dict[str, Rendering] = {}
-    for number, (series, slices, window) in enumerate(
-        [("1.2.9.5", thin, (-600.0, 1500.0)), ("1.2.9.6", thick, (40.0, 400.0))], start=5
+    for number, (series, slices, window, spacing) in enumerate(
+        [("1.2.9.5", thin, (-600.0, 1500.0), 1.0), ("1.2.9.6", thick, (40.0, 400.0), 2.0)], start=5
     ):
         for i, hu in enumerate(slices, start=1):
+            # Thick slice j averages thin slices 2j-1 and 2j: it sits between them.
+            z = i * spacing - (0.5 if spacing == 2.0 else 0.0)
             uid = f"{series}.{i}"
             infos.append(
                 InstanceInfo(
@@ -338,6 +340,8 @@ def test_figure_under_another_window_finds_its_source_not_an_averaged_neighbour(
                     window_width=window[1],
                     rows=SIZE,
                     columns=SIZE,
+                    image_position=(0.0, 0.0, z),
+                    image_orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
                 )
             )
             renderings[uid] = Rendering(_window(hu, *window), GreyValues(hu.astype(np.float32)))
