@@ -86,6 +86,8 @@ _NOT_IMAGES = ("1.2.840.10008.5.1.4.1.1.104.", "1.2.840.10008.5.1.4.1.1.88.", "1
 Resolution = tuple[str | None, float, str, dict[str, Any]]
 #: Distinct neighbourhoods among the ranked candidates that are registered and compared.
 _PEAKS = 3
+#: The coarse pass looks at thin series every this many millimetres.
+_COARSE_MM = 2.5
 #: Slices of the best match's neighbourhood registered properly after the quick scan.
 _REFINE = 3
 
@@ -176,28 +178,52 @@ class _Figures:
                 self._instance_images(self._instances),
                 windows=alternative_windows(self._instances),
                 series={i.sop_instance_uid: i.series_instance_uid for i in self._instances},
+                coarse=self._geometry.sampled(_COARSE_MM),
             )
         return self._index
 
     def _render(self, uid: str, window: tuple[float, float] | None) -> Any:
-        """The instance's pixels for registration, at the best resolution at hand (full, if the caller can
-        read it): its stored values when it has them (the tone map then stands for any window), else its
-        8-bit rendering."""
-        if self._full_resolution is not None and uid not in self._full:
-            self._full[uid] = self._full_resolution(uid)
-        full = self._full.get(uid)
+        """The instance's pixels for registration as the index holds them: its stored values when it has
+        them (the tone map then stands for any window), else its 8-bit rendering."""
         index = self._index
-        values = full.values if full is not None else index.values(uid) if index is not None else None
-        if values is not None:
-            return -values.values if values.monochrome1 else values.values
-        if full is not None:
-            return to_grey(full.image)
         if index is None:
             return None
-        shown = index.values(uid)
-        if window is not None and shown is not None:
-            return shown.windowed(*window)
+        values = index.values(uid)
+        if values is not None:
+            return -values.values if values.monochrome1 else values.values
         return index.image(uid)
+
+    def _render_full(self, uid: str, window: tuple[float, float] | None) -> Any:
+        """The same at full resolution, read by the caller's ``full_resolution`` (None: not available)."""
+        if self._full_resolution is None:
+            return None
+        if uid not in self._full:
+            self._full[uid] = self._full_resolution(uid)
+        full = self._full[uid]
+        if full is None:
+            return None
+        if full.values is not None:
+            return -full.values.values if full.values.monochrome1 else full.values.values
+        return to_grey(full.image)
+
+    def _at_full_resolution(
+        self, image: Image, head: Candidate, ranked: list[Registered]
+    ) -> list[Registered]:
+        """The best slice and its adjacent ones registered again at full resolution, best first; adjacent
+        thin slices differ in detail that the stored 128 px renderings may not keep."""
+        if self._full_resolution is None:
+            return ranked
+        fine = Verifier(image, self._render_full)
+        top = fine.register(replace(head, sop_instance_uid=ranked[0].sop_instance_uid), like=ranked[0])
+        if top is None or top.score <= -1.0:
+            return ranked
+        out = [top]
+        for uid in self._geometry.around(top.sop_instance_uid, 1):
+            if uid != top.sop_instance_uid:
+                result = fine.register(replace(head, sop_instance_uid=uid), like=top)
+                if result is not None and result.score > -1.0:
+                    out.append(result)
+        return sorted(out, key=lambda r: r.score, reverse=True)
 
     def _related(self, uid: str) -> set[str]:
         """The best match's neighbourhood (nearby slices of its series) and those slices' twins."""
@@ -335,6 +361,13 @@ class _Figures:
                 f"(fidelity {top.fidelity:.3f} < {needed})"
             )
             return None, 0.0, "figure", detail
+        # Which of the adjacent slices: decided at full resolution where the caller can read it.
+        closest = self._at_full_resolution(image, head, ranked)
+        if closest[0].sop_instance_uid != top.sop_instance_uid:
+            detail["full_resolution"] = "chose an adjacent slice"
+        top_uid = closest[0].sop_instance_uid
+        ranked = closest
+        top = replace(top, sop_instance_uid=top_uid, score=closest[0].score)
         ties = [
             r
             for r in ranked[1:]

@@ -272,6 +272,8 @@ class FigureIndex:
     instances given as a :class:`Rendering` with values can be); ``series`` maps an instance to its series,
     for the per-series part of the shortlist. ``neighbours`` is accepted for callers of the earlier
     interface and ignored: adjacent slices are the aligner's business now (:mod:`gateway.align.geometry`).
+    ``coarse`` limits the coarse pass to these instances (every few thin slices, say); the others are
+    still scored when the caller asks for them.
     """
 
     def __init__(
@@ -281,6 +283,7 @@ class FigureIndex:
         windows: Mapping[str, Sequence[Window]] | None = None,
         series: Mapping[str, str] | None = None,
         neighbours: Mapping[str, Sequence[str]] | None = None,
+        coarse: Collection[str] | None = None,
     ) -> None:
         del neighbours
         self._uids = list(images)
@@ -294,6 +297,9 @@ class FigureIndex:
             for u, v in zip(self._uids, self._values, strict=True)
         ]
         self._series = [(series or {}).get(u, "") for u in self._uids]
+        self._coarse_members = (
+            [i for i, u in enumerate(self._uids) if u in set(coarse)] if coarse is not None else None
+        )
         self._fine_own: dict[int, tuple[F32, F32]] = {}
         self._fine_alt: dict[tuple[int, Window], tuple[F32, F32] | None] = {}
         self._groups = self._coarse_groups()
@@ -307,25 +313,30 @@ class FigureIndex:
 
     def _coarse_groups(self) -> list[_Group]:
         views: dict[tuple[int, int], list[tuple[int, int, tuple[F32, F32]]]] = {}
-        for idx, image in enumerate(self._images):
+        taking = self._coarse_members if self._coarse_members is not None else range(len(self._uids))
+        for idx in taking:
+            image = self._images[idx]
             size = fit(image.shape, COARSE)
-            own = normalise(cast(U8, resize(image, size)))
-            views.setdefault(own[0].shape, []).append((idx, 0, own))
             values = self._values[idx]
-            if values is not None:
-                small = resize(values.values, size)
-                ranked = rank_values(np.asarray(small, dtype=np.float32))
-                if values.monochrome1:
-                    ranked = np.subtract(255, ranked, dtype=np.uint8)
-                views[own[0].shape].append((idx, 1, normalise(ranked)))
+            if values is None:
+                own = normalise(cast(U8, resize(image, size)))
+                views.setdefault(own[0].shape, []).append((idx, 0, own))
+                continue
+            # Stored values as ranks: no window clips them, so one view stands for every window.
+            small = resize(values.values, size)
+            ranked = rank_values(np.asarray(small, dtype=np.float32))
+            if values.monochrome1:
+                ranked = np.subtract(255, ranked, dtype=np.uint8)
+            level = normalise(ranked)
+            views.setdefault(level[0].shape, []).append((idx, 1, level))
         groups = []
-        for shape, members in views.items():
+        for shape, entries in views.items():
             groups.append(
                 _Group(
                     shape=(int(shape[0]), int(shape[1])),
-                    members=[(i, v) for i, v, _ in members],
-                    eq=_Batch([lv[0] for _, _, lv in members]),
-                    grad=_Batch([lv[1] for _, _, lv in members]),
+                    members=[(i, v) for i, v, _ in entries],
+                    eq=_Batch([lv[0] for _, _, lv in entries]),
+                    grad=_Batch([lv[1] for _, _, lv in entries]),
                 )
             )
         return groups

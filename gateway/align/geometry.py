@@ -91,6 +91,18 @@ class Geometry:
             return least
         return int(min(most, max(least, np.ceil(mm / spacing))))
 
+    def sampled(self, mm: float) -> set[str]:
+        """Every instance of a series whose slices are thinner than ``mm``, or every k-th one so that the
+        sampled slices are about ``mm`` apart (a thin series' look-alike neighbours add nothing to a
+        search that the scan around its best hit does not find)."""
+        out: set[str] = set()
+        for series, order in self._order.items():
+            spacing = self._spacing.get(series, 0.0)
+            step = max(1, round(mm / spacing)) if spacing > 0 else 1
+            out.update(order[::step])
+            out.add(order[-1])
+        return out
+
     def series_of(self, uid: str) -> str | None:
         place = self._places.get(uid)
         return place.series if place else None

@@ -22,6 +22,17 @@ class FhirSettings(BaseModel):
         default=0.015, ge=0, le=1, description="how far the best instance must beat the runner-up"
     )
     figure_shortlist: int = Field(default=8, ge=2, le=100, description="instances compared at full detail")
+    figure_fidelity: float = Field(
+        default=0.93, ge=0, le=1, description="least share of a figure's structure its match must explain"
+    )
+    figure_foreign_fidelity: float = Field(
+        default=0.96, ge=0, le=1, description="the same, when words near it speak of a prior or outside study"
+    )
+    figure_neighbour_margin: float = Field(
+        default=0.1, ge=0, description="an adjacent slice whose residual is not this share larger ties"
+    )
+    max_refs_per_sentence: int = Field(default=20, ge=1, description="references linked per sentence")
+    max_refs_per_document: int = Field(default=500, ge=1, description="references linked per report")
     thumbnail_size: int = Field(default=512, ge=16, le=4096, description="default longest side of images")
     page_size: int = Field(default=20, ge=1, le=1000, description="search results per page without _count")
     max_page_size: int = Field(default=200, ge=1, le=5000)

@@ -105,6 +105,22 @@ class StageContext:
         with self.sessions() as session:
             return list(session.scalars(query.order_by(Document.id)))
 
+    def previous_document(self, study: Study, *, stage: str, key: str) -> Document | None:
+        """The newest output ``key`` of ``stage`` from an earlier version of the study, if any."""
+        query = (
+            select(Document)
+            .where(
+                Document.study_fk == study.id,
+                Document.stage == stage,
+                Document.key == key,
+                Document.study_version < self.study_version,
+            )
+            .order_by(Document.study_version.desc())
+            .limit(1)
+        )
+        with self.sessions() as session:
+            return session.scalars(query).one_or_none()
+
     def instances(self, study: Study) -> list[tuple[Instance, Series]]:
         """The study's instances with their series, ordered by series and instance number."""
         query = (

@@ -34,8 +34,10 @@ def chest(n: int, seed: int, size: int = 192, spacing: float = 0.625) -> list[np
             r.uniform(0.6, 2.6),
             r.uniform(15, 60),
         )
-        for _ in range(140)
+        for _ in range(int(140 * max(1.0, n * spacing / 30.0)))
     ]
+    vessels.sort(key=lambda v: v[2])
+    starts = np.asarray([v[2] for v in vessels])
     # Mediastinal vessels and nodes: soft tissue in fat, what a mediastinal window shows.
     mediastinal = [
         (
@@ -46,7 +48,7 @@ def chest(n: int, seed: int, size: int = 192, spacing: float = 0.625) -> list[np
             r.uniform(1.5, 4.0),
             r.uniform(8, 30),
         )
-        for _ in range(40)
+        for _ in range(int(40 * max(1.0, n * spacing / 30.0)))
     ]
     out = []
     for k in range(n):
@@ -54,7 +56,8 @@ def chest(n: int, seed: int, size: int = 192, spacing: float = 0.625) -> list[np
         img = np.full((size, size), -1000.0, np.float32)
         img[((xx - c) / ax) ** 2 + ((yy - c) / ay) ** 2 < 1] = 40
         for side in (-1, 1):
-            la, lb = size * (0.14 + 0.02 * np.sin(z / 40 + side)), size * (0.22 + 0.02 * np.cos(z / 50))
+            la = size * (0.14 + 0.02 * np.sin(z / 40 + side) + 0.01 * np.sin(z / 97 + 2 * side))
+            lb = size * (0.22 + 0.02 * np.cos(z / 50) + 0.015 * np.sin(z / 131))
             img[((xx - c - side * size * 0.2) / la) ** 2 + ((yy - c + 5) / lb) ** 2 < 1] = -850
         cv2.ellipse(img, (int(c), int(c)), (int(size * 0.09), int(size * 0.16)), 0, 0, 360, -100, -1)
         cv2.circle(img, (int(c), int(c + ay * 0.75)), int(size * 0.05), 700, -1)
@@ -63,7 +66,8 @@ def chest(n: int, seed: int, size: int = 192, spacing: float = 0.625) -> list[np
             if abs(t) <= length / 2:
                 x, y = x0 + dx * t, y0 + dy * t
                 cv2.circle(img, (round(x * 4), round(y * 4)), max(1, round(rad * 4)), 45, -1, shift=2)
-        for x0, y0, z0, dx, dy, rad, length in vessels:
+        lo, hi = np.searchsorted(starts, [z - 30, z + 30])
+        for x0, y0, z0, dx, dy, rad, length in vessels[lo:hi]:
             t = z - z0
             if abs(t) <= length / 2:
                 x, y = x0 + dx * t, y0 + dy * t

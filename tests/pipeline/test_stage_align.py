@@ -199,3 +199,68 @@ def test_align_stage_stores_links(
             "method",
             "confidence",
         } <= set(link)
+
+
+def test_extract_keeps_matching_features_and_align_reads_no_pixel_data(
+    sessions: sessionmaker[Session], tmp_path: Path, settings: Settings
+) -> None:
+    from gateway.align.features import unpack
+    from gateway.pipeline.stages import extract as extract_stage
+
+    study = seed(sessions, tmp_path)
+    ctx = StageContext(settings=settings, sessions=sessions, study_version=study.version, stage="extract")
+    summary = extract_stage.run(ctx, study)
+    assert summary["features"] == 8 and summary["features_reused"] == 0
+    [doc] = ctx.documents(study, stage="extract", kind="features")
+    features = unpack(Path(str(doc.path)))
+    assert sorted(features) == sorted(f"{STUDY}.2.{i}" for i in range(1, 9))
+    one = features[f"{STUDY}.2.3"]
+    assert one.values is not None and max(one.values.shape) <= 128 and one.image.dtype == np.uint8
+    # The pixel data is gone: align works from the features alone.
+    for path in (tmp_path / "dcm").glob("*.dcm"):
+        path.write_bytes(b"not dicom any more")
+    put_read_report(settings, sessions, study, "另见图1。")
+    summary = align_stage.run(
+        StageContext(settings=settings, sessions=sessions, study_version=study.version, stage="align"), study
+    )
+    assert summary["unresolved"] == 0 and summary["by_method"] == {"figure": 1}
+
+
+def test_a_new_study_version_reuses_the_features_of_unchanged_instances(
+    sessions: sessionmaker[Session], tmp_path: Path, settings: Settings
+) -> None:
+    from gateway.pipeline.stages import extract as extract_stage
+
+    study = seed(sessions, tmp_path)
+    extract_stage.run(StageContext(settings, sessions, study.version, "extract"), study)
+    with sessions.begin() as session:
+        row = session.get(Study, study.id)
+        assert row is not None
+        row.version = 2
+        changed = session.query(Instance).filter_by(sop_instance_uid=f"{STUDY}.2.4").one()
+        changed.digest = "1" * 64  # re-sent with other content
+    with sessions() as session:
+        study = session.get(Study, study.id)
+        assert study is not None
+    summary = extract_stage.run(StageContext(settings, sessions, 2, "extract"), study)
+    assert (summary["features"], summary["features_reused"]) == (8, 7)
+
+
+def test_features_round_trip_without_pickles() -> None:
+    from gateway.align.features import InstanceFeatures, pack, unpack
+
+    grey = InstanceFeatures(
+        "1.2.3",
+        "d1",
+        np.zeros((64, 96), np.uint8),
+        np.ones((64, 96), np.float16),
+        True,
+        (0.0, 1.0, 2.5),
+        None,
+    )
+    colour = InstanceFeatures("1.2.4", "d2", np.zeros((32, 32, 3), np.uint8), None, False, None, None)
+    back = unpack(pack([grey, colour]))
+    assert back["1.2.3"].position == (0.0, 1.0, 2.5) and back["1.2.3"].orientation is None
+    assert back["1.2.3"].monochrome1 and back["1.2.3"].values is not None
+    assert back["1.2.4"].values is None and back["1.2.4"].image.shape == (32, 32, 3)
+    assert back["1.2.3"].rendering().values is not None

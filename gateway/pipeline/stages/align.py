@@ -8,7 +8,8 @@ the links as the study version's ``links.json`` document.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +19,18 @@ import numpy.typing as npt
 from pydicom import dcmread
 
 from gateway.align import Alignment, AlignOptions, InstanceInfo, Rendering, align
+from gateway.align.features import InstanceFeatures, reuse_or_compute, unpack
 from gateway.align.kos import kos_references
 from gateway.align.model import KOS_SOP_CLASS
-from gateway.imaging import GreyValues, ImagingError, read_dataset, render_dataset, stored_values
+from gateway.dicom.sopclasses import ENCAPSULATED_PDF, TEXT_SR
+from gateway.imaging import ImagingError, read_dataset, render_dataset, stored_values
 from gateway.index.models import Instance, Series, Study
 from gateway.pipeline.stage import StageContext
 from gateway.pipeline.stages.read_report import primary_report
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
-_RENDER_SIDE = 256  # the matcher works at 128 px; keep a little more for the fine pass
-# Stored values are only shown under other windows at the matcher's fine level; float32 at 256 px for a
-# 1,000-image study would hold 256 MB for nothing.
-_VALUES_SIDE = 128
+_NOT_IMAGES = TEXT_SR | {ENCAPSULATED_PDF, KOS_SOP_CLASS}
 
 
 def instance_info(inst: Instance, series: Series) -> InstanceInfo:
@@ -60,40 +60,49 @@ def options_from(settings: Settings) -> AlignOptions:
         figure_min_score=f.figure_min_score,
         figure_margin=f.figure_margin,
         shortlist=f.figure_shortlist,
+        figure_fidelity=f.figure_fidelity,
+        figure_foreign_fidelity=f.figure_foreign_fidelity,
+        neighbour_margin=f.figure_neighbour_margin,
+        max_refs_per_sentence=f.max_refs_per_sentence,
+        max_refs_per_document=f.max_refs_per_document,
     )
 
 
-def _shrink(image: npt.NDArray[Any], side: int) -> npt.NDArray[Any]:
-    h, w = image.shape[:2]
-    k = side / max(h, w)
-    if k >= 1:
-        return image
-    size = (max(1, round(w * k)), max(1, round(h * k)))
-    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=image.dtype)
+def _matching_features(
+    ctx: StageContext, study: Study, pairs: Sequence[tuple[Instance, Series]]
+) -> dict[str, InstanceFeatures]:
+    """The features the ``extract`` stage kept; any instance they miss (a study version extracted before
+    features existed, or an instance whose pixels failed then) is computed now from its file."""
+    features: dict[str, InstanceFeatures] = {}
+    docs = ctx.documents(study, stage="extract", kind="features")
+    if docs and docs[-1].path and Path(docs[-1].path).is_file():
+        features = unpack(Path(docs[-1].path))
+    missing = [
+        (i.sop_instance_uid, i.digest, i.path)
+        for i, _ in pairs
+        if i.sop_instance_uid not in features and i.rows is not None and i.sop_class_uid not in _NOT_IMAGES
+    ]
+    if missing:
+        computed, _ = reuse_or_compute(missing, {})
+        features.update((f.sop_instance_uid, f) for f in computed)
+    return features
 
 
-def _renderer(paths: Mapping[str, str]) -> Any:
-    """Render instances for figure matching: the displayed image plus, for grey ones, the stored values."""
+def _full_resolution(paths: Mapping[str, str]) -> Callable[[str], Rendering | None]:
+    """Reads one instance at full resolution, for the final registration of a figure's few candidates."""
 
-    def render(instances: Sequence[InstanceInfo]) -> dict[str, Rendering]:
-        out: dict[str, Rendering] = {}
-        for info in instances:
-            path = paths.get(info.sop_instance_uid)
-            if path is None:
-                continue
-            try:
-                ds = read_dataset(path)
-                image = render_dataset(ds)
-                values = stored_values(ds)
-            except ImagingError as exc:
-                log.debug("not matching %s: %s", info.sop_instance_uid, exc)
-                continue
-            if values is not None:
-                values = GreyValues(_shrink(values.values, _VALUES_SIDE), values.monochrome1)
-            out[info.sop_instance_uid] = Rendering(_shrink(image, _RENDER_SIDE), values)
-        return out
+    def read(uid: str) -> Rendering | None:
+        path = paths.get(uid)
+        if path is None:
+            return None
+        try:
+            ds = read_dataset(path)
+            return Rendering(render_dataset(ds), stored_values(ds))
+        except ImagingError as exc:
+            log.debug("no full-resolution pixels for %s: %s", uid, exc)
+            return None
 
-    return render
+    return read
 
 
 def _decode(path: str) -> npt.NDArray[np.uint8] | None:
@@ -118,7 +127,14 @@ def compute_alignment(ctx: StageContext, study: Study) -> Alignment:
             if decoded is not None:
                 figure_images[str(fig["artifact"])] = decoded
     pairs = ctx.instances(study)
-    infos = [instance_info(i, s) for i, s in pairs]
+    features = _matching_features(ctx, study, pairs)
+    infos = []
+    for inst, series in pairs:
+        info = instance_info(inst, series)
+        found = features.get(inst.sop_instance_uid)
+        if found is not None:
+            info = replace(info, image_position=found.position, image_orientation=found.orientation)
+        infos.append(info)
     paths = {i.sop_instance_uid: i.path for i, _ in pairs}
     kos: list[str] = []
     for inst, _ in pairs:
@@ -135,7 +151,12 @@ def compute_alignment(ctx: StageContext, study: Study) -> Alignment:
         document,
         infos,
         figure_images=figure_images,
-        instance_images=_renderer(paths),
+        instance_images=lambda xs: {
+            i.sop_instance_uid: features[i.sop_instance_uid].rendering()
+            for i in xs
+            if i.sop_instance_uid in features
+        },
+        full_resolution=_full_resolution(paths),
         kos=kos,
         draft=draft,
         options=options_from(ctx.settings),

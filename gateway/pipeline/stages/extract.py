@@ -3,6 +3,9 @@
 - Encapsulated PDF → the PDF bytes (EncapsulatedDocument, PS3.3 C.24.2), kind ``report-pdf``.
 - Basic/Enhanced/Comprehensive SR → the content tree as JSON (PS3.3 C.17.3), kind ``report-sr``.
 - Key Object Selection → its referenced images in order, kind ``kos``.
+- Every image instance → what figure matching needs (a small rendering, stored values, slice geometry),
+  all in one ``features.npz`` (kind ``features``, :mod:`gateway.align.features`), so that ``align`` reads
+  no pixel data; instances unchanged since the study's previous version are reused, not decoded again.
 
 Each output is keyed by the SOP Instance UID, so running the stage twice replaces rather than duplicates.
 """
@@ -10,10 +13,13 @@ Each output is keyed by the SOP Instance UID, so running the stage twice replace
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pydicom
 
+from gateway.align.features import pack as pack_features
+from gateway.align.features import reuse_or_compute, unpack
 from gateway.align.kos import kos_references
 from gateway.dicom.sopclasses import ENCAPSULATED_PDF, KEY_OBJECT_SELECTION, TEXT_SR
 from gateway.errors import StageError
@@ -103,5 +109,40 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
                 instance_fk=instance.id,
             )
             counts["kos"] += 1
+    counts.update(_features(ctx, study))
     log.info("extracted report documents", extra={"study": study.study_instance_uid, **counts})
     return counts
+
+
+FEATURES_KEY = "features.npz"
+
+
+def _features(ctx: StageContext, study: Study) -> dict[str, int]:
+    images = [
+        (i.sop_instance_uid, i.digest, i.path)
+        for i, _ in ctx.instances(study)
+        if i.rows is not None
+        and i.sop_class_uid != ENCAPSULATED_PDF
+        and i.sop_class_uid not in TEXT_SR
+        and i.sop_class_uid != KEY_OBJECT_SELECTION
+    ]
+    previous_doc = ctx.previous_document(study, stage="extract", key=FEATURES_KEY)
+    previous = {}
+    if previous_doc is not None and previous_doc.path and Path(previous_doc.path).is_file():
+        try:
+            previous = unpack(Path(previous_doc.path))
+        except (OSError, ValueError) as exc:  # an unreadable earlier file costs only the reuse
+            log.warning("cannot reuse earlier matching features: %s", exc)
+    features, skipped = reuse_or_compute(images, previous)
+    for uid, reason in skipped[:5]:
+        log.info("no matching features for %s: %s", uid, reason)
+    reused = sum(1 for f in features if previous.get(f.sop_instance_uid) is f)
+    ctx.put_document(
+        study,
+        key=FEATURES_KEY,
+        kind="features",
+        media_type="application/x-npz",
+        data=pack_features(features),
+        content={"instances": len(features), "reused": reused, "without_image": len(skipped)},
+    )
+    return {"features": len(features), "features_reused": reused}
