@@ -47,10 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.align_suite import SUITE_VERSION, generate
 from gateway.align import AlignOptions, InstanceInfo, Link, align
-from gateway.pipeline.stages.align import _decode, _renderer
+from gateway.pipeline.stages.align import _decode, _renderer, options_from
 from gateway.reading import read_bytes
 from gateway.reading.engines import make_engine
 from gateway.reading.settings import ReadingSettings
+from gateway.settings import Settings
 
 LINKING = ("explicit", "figure", "kos")  # methods that name an instance; anatomy/drafted are not scored
 
@@ -122,8 +123,15 @@ class Run:
 
 
 def run_case(
-    folder: Path, manifest: Mapping[str, Any], scanned: bool, engine: Any, settings: ReadingSettings
+    folder: Path,
+    manifest: Mapping[str, Any],
+    scanned: bool,
+    engine: Any,
+    settings: ReadingSettings,
+    options: AlignOptions | None = None,
 ) -> Run:
+    """Read one copy of a case's report and align it, as the ``read_report`` and ``align`` stages would."""
+    options = options or options_from(Settings())
     report = folder / str(manifest["scanned_report" if scanned else "report"])
     t0 = time.perf_counter()
     try:
@@ -160,7 +168,7 @@ def run_case(
             infos,
             figure_images=figure_images,
             instance_images=_renderer(paths),
-            options=AlignOptions(),
+            options=options,
         )
     align_s = time.perf_counter() - t2
     return Run(
@@ -448,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--json", action="store_true", help="print machine-readable results instead of the table"
     )
+    parser.add_argument("--json-out", type=Path, help="also write the machine-readable results here")
     args = parser.parse_args(argv)
     cv2.setNumThreads(2)
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
@@ -466,7 +475,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         t = time.perf_counter()
         folders = generate(root, args.studies, args.seed, large=args.large, scanned=not args.no_scans)
         log(f"{len(folders)} cases under {root} ({time.perf_counter() - t:.0f} s to generate or load)")
-    settings = ReadingSettings()
+    gateway_settings = Settings()  # defaults and GATEWAY_* variables, as the pipeline stages see them
+    settings = gateway_settings.reading
+    options = options_from(gateway_settings)
     engine = None
     runs: list[tuple[Run, dict[str, Any]]] = []
     large_run: Run | None = None
@@ -491,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for scanned in copies:
             if scanned and engine is None:
                 engine = make_engine(settings.engine, settings)
-            run = run_case(folder, manifest, scanned, engine, settings)
+            run = run_case(folder, manifest, scanned, engine, settings, options)
             runs.append((run, manifest))
             if folder.name.startswith("large-"):
                 large_run = run

@@ -36,7 +36,7 @@ import pymupdf
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-SUITE_VERSION = 1
+SUITE_VERSION = 2
 FONT_FILE = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -595,7 +595,8 @@ class Writer:
         size = self._size()
         zh = f"{prefix}{cue_zh}{SITES_ZH[k]}{FINDINGS_ZH[f]}，大小约{size}mm（{zh_ref}）。" if zh_ref else ""
         en = (
-            f"{cue_en}{FINDINGS_EN[f].capitalize()} of {size} mm in the {SITES_EN[k]} ({en_ref})."
+            f"{cue_en}{FINDINGS_EN[f] if cue_en else FINDINGS_EN[f].capitalize()} of {size} mm in the "
+            f"{SITES_EN[k]} ({en_ref})."
             if en_ref
             else ""
         )
@@ -902,11 +903,13 @@ FIGURE_VARIATIONS = {
         "plain",
         "window",
         "crop40",
+        "window",
         "overlay",
         "montage2",
-        "rotate",
         "window",
+        "rotate",
         "montage4",
+        "window",
         "decoy-other",
         "decoy-prior",
     ],
@@ -937,7 +940,9 @@ def build_case(index: int, seed: int, *, large: bool = False, tiny: bool = False
     base_tags = [f"kind:{kind}", f"lang:{lang}", f"columns:{columns}"]
     variations = FIGURE_VARIATIONS[kind]
     count = 6 if large else int(rng.integers(1, 5))
-    start = (index * 3) % len(variations)
+    # Each case of a kind starts five variations further on (coprime to the list lengths): even shares.
+    occurrence = (index // len(KINDS)) * KINDS.count(kind) + KINDS[: index % len(KINDS)].count(kind)
+    start = (occurrence * 5) % len(variations)
     chosen = [variations[(start + k) % len(variations)] for k in range(count)]
     if not large and index % 4 == 3 and not any(v.startswith("decoy") for v in chosen):
         chosen[-1] = next(v for v in variations if v.startswith("decoy"))
@@ -985,9 +990,11 @@ def build_case(index: int, seed: int, *, large: bool = False, tiny: bool = False
                 ]
                 sentences.append(Sentence(text, refs))
             else:
+                spaced = rng.random() < 0.4  # "图 2A" as well as "图2A"
+                zh_panel = f"图 {number}" if spaced else f"图{number}"
                 for pl, (_spec, sl) in zip(letters, picked, strict=True):
-                    for lng, text in writer.finding(f"图{number}{pl}", f"Fig. {number}{pl}"):
-                        raw = f"图{number}{pl}" if lng == "zh" else f"Fig. {number}{pl}"
+                    for lng, text in writer.finding(f"{zh_panel}{pl}", f"Fig. {number}{pl}"):
+                        raw = f"{zh_panel}{pl}" if lng == "zh" else f"Fig. {number}{pl}"
                         sentences.append(
                             Sentence(
                                 text,
