@@ -13,8 +13,8 @@ import re
 import statistics
 from dataclasses import dataclass, field
 
-from gateway.reading.document import BBox, Block, Line, Page, PageSource, Paragraph, Unit
-from gateway.reading.figure_refs import find_figure_refs
+from gateway.reading.document import BBox, Block, FigureRef, Line, Page, PageSource, Paragraph, Unit
+from gateway.reading.figure_refs import figure_refs
 from gateway.reading.sections import detect_section
 from gateway.reading.text import compact, join_lines
 
@@ -341,7 +341,7 @@ def _continues(prev: _Piece, nxt: _Piece) -> bool:
     )
 
 
-def layout(pages: list[PageText]) -> tuple[list[Page], list[Paragraph]]:
+def layout(pages: list[PageText], budget: RefBudget | None = None) -> tuple[list[Page], list[Paragraph]]:
     """Blocks for each page and the document's paragraphs, with sections and figure references."""
     pages = mark_margins(pages)
     out_pages: list[Page] = []
@@ -366,7 +366,7 @@ def layout(pages: list[PageText]) -> tuple[list[Page], list[Paragraph]]:
             else:
                 groups.append([piece])
     titles = {i for i, g in enumerate(groups) if g[0].title}
-    return out_pages, assign_sections([_paragraph(i, g) for i, g in enumerate(groups)], titles)
+    return out_pages, assign_sections([_paragraph(i, g) for i, g in enumerate(groups)], titles, budget)
 
 
 def _paragraph(index: int, group: list[_Piece]) -> Paragraph:
@@ -379,12 +379,31 @@ def _paragraph(index: int, group: list[_Piece]) -> Paragraph:
     return Paragraph(index=index, text=text, page=first.page, bbox=bbox)
 
 
-def assign_sections(paragraphs: list[Paragraph], titles: set[int] | None = None) -> list[Paragraph]:
+@dataclass
+class RefBudget:
+    """How many more figure references a document may hold, and whether some were left out."""
+
+    remaining: int | None = None
+    dropped: bool = False
+
+    def take(self, text: str) -> list[FigureRef]:
+        refs, truncated = figure_refs(text, self.remaining)
+        if self.remaining is not None:
+            self.remaining -= len(refs)
+        self.dropped = self.dropped or truncated
+        return refs
+
+
+def assign_sections(
+    paragraphs: list[Paragraph], titles: set[int] | None = None, budget: RefBudget | None = None
+) -> list[Paragraph]:
     """Give each paragraph the section of the last heading before it, and find its figure references.
 
     A title (``titles``: indices of paragraphs set in a clearly larger font) that is not a section heading
     closes the current section: what follows a report title is not the previous report's impression.
+    ``budget`` caps the references of the whole document; captions take none.
     """
+    budget = budget or RefBudget()
     current: str | None = None
     out: list[Paragraph] = []
     for index, para in enumerate(paragraphs):
@@ -397,7 +416,7 @@ def assign_sections(paragraphs: list[Paragraph], titles: set[int] | None = None)
             heading = found[1] >= len(para.text.rstrip())
         out.append(
             para.model_copy(
-                update={"section": current, "heading": heading, "figure_refs": find_figure_refs(para.text)}
+                update={"section": current, "heading": heading, "figure_refs": budget.take(para.text)}
             )
         )
     return out

@@ -27,7 +27,7 @@ from gateway.reading.document import (
 from gateway.reading.engines import OcrEngine, make_engine
 from gateway.reading.engines.base import Image
 from gateway.reading.images import decode_image, enhance, to_rgb8
-from gateway.reading.layout import PageText, layout
+from gateway.reading.layout import PageText, RefBudget, layout
 from gateway.reading.sections import detect_status
 from gateway.reading.settings import ReadingSettings
 
@@ -60,6 +60,7 @@ class _Context:
     deadline: float
     warnings: list[str] = field(default_factory=list)
     used_ocr: bool = False
+    refs: RefBudget = field(default_factory=RefBudget)
 
     def ocr(self) -> OcrEngine:
         if self.engine is None:
@@ -87,7 +88,12 @@ def read_bytes(
         raise ReadError(f"{filename or 'document'} is empty")
     if len(data) > settings.max_input_bytes:
         raise ReadError(f"document of {len(data)} bytes is over the limit of {settings.max_input_bytes}")
-    ctx = _Context(settings=settings, engine=engine, deadline=time.monotonic() + settings.time_limit_s)
+    ctx = _Context(
+        settings=settings,
+        engine=engine,
+        deadline=time.monotonic() + settings.time_limit_s,
+        refs=RefBudget(settings.max_figure_refs),
+    )
     try:
         kind = sniff(data)
         if kind == "pdf":
@@ -185,7 +191,7 @@ def _read_pdf(data: bytes, ctx: _Context, source_kind: SourceKind) -> ReadResult
                     pages.append(ocr)
     finally:
         doc.close()
-    out_pages, paragraphs = layout(pages)
+    out_pages, paragraphs = layout(pages, ctx.refs)
     for p in out_pages:
         if p.number in alternates:
             p.alternate = alternates[p.number]
@@ -199,7 +205,7 @@ def _read_images(frames: list[Image], ctx: _Context, source_kind: SourceKind) ->
     for index, frame in enumerate(frames):
         ctx.check_time()
         pages.append(_ocr_page(frame, index + 1, ctx))
-    out_pages, paragraphs = layout(pages)
+    out_pages, paragraphs = layout(pages, ctx.refs)
     return _finish(ctx, source_kind, out_pages, paragraphs, [], {})
 
 
@@ -220,7 +226,7 @@ def _read_dicom(data: bytes, ctx: _Context) -> ReadResult:
             raise ReadError(f"EncapsulatedDocument is not a PDF (MIME type {mime!r})")
         return _read_pdf(payload, ctx, "dicom-pdf")
     if sop_class in SR_SOP_CLASSES or "ContentSequence" in ds:
-        page, paragraphs, status = read_sr(ds)
+        page, paragraphs, status = read_sr(ds, ctx.refs)
         result = _finish(ctx, "dicom-sr", [page], paragraphs, [], {}, engine=_sr_engine())
         if status and result.document.status is None:
             result.document.status = status
@@ -266,6 +272,12 @@ def _finish(
 ) -> ReadResult:
     if not any(p.text.strip() for p in paragraphs):
         raise ReadError("no text found")
+    if ctx.refs.dropped:
+        # Counts only: the text itself may carry patient details.
+        ctx.warnings.append(
+            f"more than {ctx.settings.max_figure_refs} figure references; only the first "
+            f"{ctx.settings.max_figure_refs} are kept (reading.max_figure_refs)"
+        )
     if engine is None:
         if ctx.used_ocr and ctx.engine is not None:
             engine = Engine(name=ctx.engine.name, version=ctx.engine.version)

@@ -125,7 +125,7 @@ def _text_item(name: str, text: str) -> Dataset:
     return item
 
 
-def make_sr(preliminary: bool = False) -> bytes:
+def make_sr(preliminary: bool = False, finding: str = "Nodule in right upper lobe, Se 3 Im 45.") -> bytes:
     ds = _base_dataset(SR_COMPREHENSIVE, "SR")
     ds.ValueType = "CONTAINER"
     ds.ContinuityOfContent = "SEPARATE"
@@ -139,7 +139,7 @@ def make_sr(preliminary: bool = False) -> bytes:
     findings.ValueType = "CONTAINER"
     findings.ContinuityOfContent = "SEPARATE"
     findings.ConceptNameCodeSequence = [_code("Findings", "121070")]
-    findings.ContentSequence = [_text_item("Finding", "Nodule in right upper lobe, Se 3 Im 45.")]
+    findings.ContentSequence = [_text_item("Finding", finding)]
     ds.ContentSequence = [findings, _text_item("Impression", "Small pulmonary nodule (Figure 2).")]
     return dicom_bytes(ds)
 

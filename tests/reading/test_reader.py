@@ -264,3 +264,27 @@ def test_real_ocr_on_png(rapid_engine: object, settings: ReadingSettings) -> Non
     line = doc.pages[0].blocks[0].lines[0]
     assert 0.5 <= line.confidence <= 1
     assert 0 <= line.bbox[0] < line.bbox[2] <= image.shape[1]
+
+
+def test_repeated_references_are_capped_in_linear_time_and_bounded_memory(settings: ReadingSettings) -> None:
+    """A 160 KB SR holding "Fig 1 " 26,667 times: the first max_figure_refs are kept, one warning."""
+    import time
+    import tracemalloc
+
+    data = make_sr(finding="Fig 1 " * 26_667)
+    read_bytes(make_sr(), settings=settings)  # imports and mappings loaded once, outside the measure
+    tracemalloc.start()
+    try:
+        start = time.perf_counter()
+        doc = read_bytes(data, settings=settings).document
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sum(len(p.figure_refs) for p in doc.paragraphs) == settings.max_figure_refs == 500
+    dropped = [w for w in doc.warnings if "figure references" in w]
+    assert dropped == [
+        "more than 500 figure references; only the first 500 are kept (reading.max_figure_refs)"
+    ]
+    assert elapsed < 1.5, elapsed
+    assert peak < 24 * 1024**2, peak
