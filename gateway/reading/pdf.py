@@ -113,6 +113,24 @@ def image_coverage(page: Any) -> float:
     return min(best, 1.0)
 
 
+def image_boxes(page: Any, settings: ReadingSettings) -> list[BBox]:
+    """The boxes of the page's images that may be figures (not page-size scans, not specks), in points."""
+    area = page.rect.width * page.rect.height
+    try:
+        infos = page.get_image_info()
+    except Exception:
+        return []
+    boxes: list[BBox] = []
+    for info in infos:
+        x0, y0, x1, y1 = (float(v) for v in info["bbox"])
+        if min(int(info["width"]), int(info["height"])) < settings.min_figure_side:
+            continue
+        if area and (x1 - x0) * (y1 - y0) >= settings.scan_image_coverage * area:
+            continue
+        boxes.append((x0, y0, x1, y1))
+    return boxes
+
+
 def render(page: Any, settings: ReadingSettings) -> tuple[Image, float, list[str]]:
     """Render a page to RGB at the configured dpi, lowering the dpi if the page would be too many pixels.
 

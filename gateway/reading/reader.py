@@ -21,6 +21,7 @@ from gateway.reading.document import (
     Figure,
     Line,
     Page,
+    Paragraph,
     ReadResult,
     SourceKind,
 )
@@ -168,7 +169,10 @@ def _read_pdf(data: bytes, ctx: _Context, source_kind: SourceKind) -> ReadResult
             has_text = pdf.usable_text(lines, ctx.settings)
             scanned = pdf.image_coverage(page) >= ctx.settings.scan_image_coverage
             if has_text:
-                pages.append(PageText(number, page.rect.width, page.rect.height, "pt", "text-layer", lines))
+                boxes = pdf.image_boxes(page, ctx.settings)
+                pages.append(
+                    PageText(number, page.rect.width, page.rect.height, "pt", "text-layer", lines, boxes)
+                )
                 found, warnings = pdf.figures(doc, page, lines, ctx.settings)
                 ctx.warnings.extend(warnings)
                 for fig in found:
@@ -195,7 +199,21 @@ def _read_pdf(data: bytes, ctx: _Context, source_kind: SourceKind) -> ReadResult
     for p in out_pages:
         if p.number in alternates:
             p.alternate = alternates[p.number]
-    return _finish(ctx, source_kind, out_pages, paragraphs, figures, images)
+    return _finish(ctx, source_kind, out_pages, paragraphs, whole_captions(figures, paragraphs), images)
+
+
+def whole_captions(figures: list[Figure], paragraphs: list[Paragraph]) -> list[Figure]:
+    """Give each figure its whole caption paragraph; its first line was found next to the figure."""
+    out: list[Figure] = []
+    for figure in figures:
+        caption = figure.caption
+        if caption:
+            for para in paragraphs:
+                if para.role == "caption" and para.page == figure.page and para.text.startswith(caption):
+                    caption = para.text
+                    break
+        out.append(figure.model_copy(update={"caption": caption}) if caption != figure.caption else figure)
+    return out
 
 
 def _read_images(frames: list[Image], ctx: _Context, source_kind: SourceKind) -> ReadResult:
