@@ -113,6 +113,39 @@ def image_coverage(page: Any) -> float:
     return min(best, 1.0)
 
 
+def placed_images(page: Any) -> list[dict[str, Any]]:
+    """Each image drawn on the page (box, pixel size) with the xref of its image object, decoding nothing.
+
+    PyMuPDF's ``get_image_info(xrefs=True)`` finds xrefs by hashing every image, which decodes it in full: a
+    30000 x 30000 image costs 860 MiB before its size could be checked. Here boxes come from the plain
+    image info and xrefs from the page's image list (its dictionaries only), matched on pixel size, bit depth
+    and colour space in drawing order. An image the list cannot name (an inline image) keeps xref 0.
+    """
+    infos = [dict(info) for info in page.get_image_info()]
+    pending: dict[tuple[int, int, int], list[int]] = {}
+    for item in page.get_images(full=True):
+        xref, width, height, bpc = int(item[0]), int(item[2]), int(item[3]), int(item[4])
+        pending.setdefault((width, height, bpc), []).append(xref)
+    for info in infos:
+        candidates = pending.get((int(info["width"]), int(info["height"]), int(info.get("bpc", 0))), [])
+        # An image drawn twice appears once in the list: the first xref of its kind stays for later draws.
+        info["xref"] = candidates.pop(0) if len(candidates) > 1 else (candidates[0] if candidates else 0)
+    return infos
+
+
+def oversized_images(page: Any, settings: ReadingSettings) -> list[tuple[int, int]]:
+    """Pixel sizes of the page's images over ``max_image_pixels``, from their dictionaries alone."""
+    try:
+        items = page.get_images(full=True)
+    except Exception:
+        return []
+    return [
+        (int(item[2]), int(item[3]))
+        for item in items
+        if int(item[2]) * int(item[3]) > settings.max_image_pixels
+    ]
+
+
 def image_boxes(page: Any, settings: ReadingSettings) -> list[BBox]:
     """The boxes of the page's images that may be figures (not page-size scans, not specks), in points."""
     area = page.rect.width * page.rect.height
@@ -163,7 +196,7 @@ def figures(
     area = page.rect.width * page.rect.height
     seen: set[int] = set()
     try:
-        infos = page.get_image_info(xrefs=True)
+        infos = placed_images(page)
     except Exception as exc:  # a broken image object must not cost the page its text
         return [], [f"page {number}: embedded images could not be listed: {exc}"]
     for info in infos:

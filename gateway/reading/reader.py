@@ -178,7 +178,18 @@ def _read_pdf(data: bytes, ctx: _Context, source_kind: SourceKind) -> ReadResult
                 for fig in found:
                     figures.append(fig.figure)
                     images[fig.figure.artifact] = (fig.figure.media_type, fig.data)
-            if scanned or not has_text:
+            oversized = pdf.oversized_images(page, ctx.settings) if scanned or not has_text else []
+            if oversized:
+                # Refused by the sizes in the image dictionaries, before anything decodes the pixels.
+                w, h = oversized[0]
+                reason = (
+                    f"page {number}: image of {w}x{h} px is over the limit of {ctx.settings.max_image_pixels}"
+                    " pixels (reading.max_image_pixels)"
+                )
+                if not has_text:
+                    raise ReadError(f"{reason}; the page cannot be OCR'd")
+                ctx.warnings.append(f"{reason}; the page is read from its text layer only")
+            elif scanned or not has_text:
                 image, scale, warnings = pdf.render(page, ctx.settings)
                 ctx.warnings.extend(warnings)
                 ocr = _ocr_page(image, number, ctx)

@@ -392,3 +392,31 @@ def break_between(before: str, after: str, width: float, size: float = 10.5) -> 
         else:
             raise AssertionError("no filler fits")
     raise AssertionError("no break found")
+
+
+def make_pixel_bomb_pdf(side: int = 30000, *, scan: bool = False) -> bytes:
+    """A PDF holding a ``side`` x ``side`` grey image whose Flate stream is a few KB (the decoder pads it to
+    side² bytes): a figure beside a text layer, or (``scan``) the whole page without text."""
+    import zlib
+
+    doc = pymupdf.open()
+    page = doc.new_page()
+    if scan:
+        rect = page.rect
+    else:
+        page.insert_text((72, 72), "FINDINGS: a report with a huge image, see Figure 1.", fontsize=11)
+        rect = pymupdf.Rect(72, 100, 250, 278)
+        page.insert_text((72, rect.y1 + 14), "Figure 1 huge", fontsize=9)
+    xref = page.insert_image(rect, stream=png_bytes(np.zeros((64, 64, 3), np.uint8)))
+    doc.update_stream(xref, zlib.compress(b"\0" * (side * 64), 9), compress=False)
+    for key, value in (
+        ("Width", str(side)),
+        ("Height", str(side)),
+        ("BitsPerComponent", "8"),
+        ("ColorSpace", "/DeviceGray"),
+        ("Filter", "/FlateDecode"),
+        ("DecodeParms", "null"),
+        ("SMask", "null"),
+    ):
+        doc.xref_set_key(xref, key, value)
+    return bytes(doc.tobytes())
