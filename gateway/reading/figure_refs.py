@@ -47,7 +47,8 @@ def build_finder(mapping: FigureRefsMapping) -> _Finder:
     )
     words = sorted((w for ws in mapping.panels.values() for w in ws), key=len, reverse=True)
     alternatives = "|".join(r"[\s-]*".join(re.escape(part) for part in re.split(r"[\s-]+", w)) for w in words)
-    word = rf"(?:{alternatives})(?![a-z])"
+    # A word ends at a non-letter; OCR drops spaces, so "leftandright" still counts as two words.
+    word = rf"(?:{alternatives})(?:(?![a-z])|(?=and(?:{alternatives})))"
     sep = r"\s*(?:and|&|,|、|和|及|与)\s*"
     run = rf"{word}(?:{sep}{word})*"
     panel_run = re.compile(

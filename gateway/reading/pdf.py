@@ -218,7 +218,7 @@ def figures(
         except Exception as exc:
             warnings.append(f"page {number}: an embedded image could not be extracted: {exc}")
             continue
-        caption, label, fig_no = _caption((x0, y0, x1, y1), lines)
+        caption, label, fig_no = caption_of((x0, y0, x1, y1), lines)
         ext = "png" if media_type == "image/png" else "jpg"
         out.append(
             PdfFigure(
@@ -255,7 +255,7 @@ def _image_bytes(doc: Any, page: Any, xref: int, bbox: BBox, pymupdf: Any) -> tu
     return bytes(pix.tobytes("png")), "image/png"
 
 
-def _caption(box: BBox, lines: list[Line]) -> tuple[str | None, str | None, int | None]:
+def caption_of(box: BBox, lines: list[Line]) -> tuple[str | None, str | None, int | None]:
     """The nearest line above or below the image that starts with a figure label."""
     best: tuple[float, Line, int | None, str | None] | None = None
     for line in lines:

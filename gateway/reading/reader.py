@@ -138,7 +138,8 @@ def read_path(path: str | Path, settings: ReadingSettings, engine: OcrEngine | N
     return read_bytes(data, filename=path.name, settings=settings, engine=engine)
 
 
-def _ocr_page(image: Image, number: int, ctx: _Context) -> PageText:
+def _ocr_page(image: Image, number: int, ctx: _Context) -> tuple[PageText, Image]:
+    """The page's OCR lines, and the image they were read from (deskewed, cleaned up)."""
     engine = ctx.ocr()
     prepared, angle = enhance(image, ctx.settings.enhance)
     if angle:
@@ -150,7 +151,44 @@ def _ocr_page(image: Image, number: int, ctx: _Context) -> PageText:
         for ln in engine.read(prepared)
     ]
     h, w = prepared.shape[:2]
-    return PageText(number=number, width=float(w), height=float(h), unit="px", source="ocr", lines=lines)
+    page = PageText(number=number, width=float(w), height=float(h), unit="px", source="ocr", lines=lines)
+    return page, prepared
+
+
+def _region_figures(
+    image: Image,
+    ocr_lines: list[Line],
+    number: int,
+    ctx: _Context,
+    *,
+    scale: float = 1.0,
+    caption_lines: list[Line] | None = None,
+) -> list[tuple[Figure, bytes]]:
+    """Figures cut from a page image, in the page's unit (pixels / ``scale``), labelled by their captions."""
+    from gateway.reading import regions
+    from gateway.reading.pdf import caption_of
+
+    out: list[tuple[Figure, bytes]] = []
+    boxes = regions.find_regions(image, [ln.bbox for ln in ocr_lines], ctx.settings)
+    for k, box in enumerate(boxes, start=1):
+        region = regions.crop(image, box)
+        x0, y0, x1, y1 = (round(v / scale, 2) for v in region.bbox)
+        caption, label, fig_no = caption_of((x0, y0, x1, y1), caption_lines or ocr_lines)
+        figure = Figure(
+            source="page-region",
+            label=label,
+            number=fig_no,
+            page=number,
+            bbox=(x0, y0, x1, y1),
+            caption=caption,
+            artifact=f"figure-p{number}-region{k}.png",
+            media_type="image/png",
+            sha256=region.sha256,
+            width=region.width,
+            height=region.height,
+        )
+        out.append((figure, region.png))
+    return out
 
 
 def _read_pdf(data: bytes, ctx: _Context, source_kind: SourceKind) -> ReadResult:
@@ -192,7 +230,20 @@ def _read_pdf(data: bytes, ctx: _Context, source_kind: SourceKind) -> ReadResult
             elif scanned or not has_text:
                 image, scale, warnings = pdf.render(page, ctx.settings)
                 ctx.warnings.extend(warnings)
-                ocr = _ocr_page(image, number, ctx)
+                ocr, prepared = _ocr_page(image, number, ctx)
+                found_regions = _region_figures(
+                    prepared,
+                    ocr.lines,
+                    number,
+                    ctx,
+                    scale=scale if has_text else 1.0,
+                    caption_lines=lines if has_text else None,
+                )
+                for figure, png in found_regions:
+                    figures.append(figure)
+                    images[figure.artifact] = (figure.media_type, png)
+                target = pages[-1] if has_text else ocr
+                target.figures.extend(f.bbox for f, _ in found_regions)
                 if has_text:
                     # Both readings are reported; the exact text layer wins. OCR boxes go back to points.
                     scaled = [
@@ -231,11 +282,18 @@ def _read_images(frames: list[Image], ctx: _Context, source_kind: SourceKind) ->
     if len(frames) > ctx.settings.max_pages:
         raise ReadError(f"{len(frames)} frames, more than the limit of {ctx.settings.max_pages}")
     pages: list[PageText] = []
+    figures: list[Figure] = []
+    images: dict[str, tuple[str, bytes]] = {}
     for index, frame in enumerate(frames):
         ctx.check_time()
-        pages.append(_ocr_page(frame, index + 1, ctx))
+        page, prepared = _ocr_page(frame, index + 1, ctx)
+        for figure, png in _region_figures(prepared, page.lines, page.number, ctx):
+            figures.append(figure)
+            images[figure.artifact] = (figure.media_type, png)
+            page.figures.append(figure.bbox)
+        pages.append(page)
     out_pages, paragraphs = layout(pages, ctx.refs)
-    return _finish(ctx, source_kind, out_pages, paragraphs, [], {})
+    return _finish(ctx, source_kind, out_pages, paragraphs, whole_captions(figures, paragraphs), images)
 
 
 def _read_dicom(data: bytes, ctx: _Context) -> ReadResult:
