@@ -510,7 +510,8 @@ def assign_sections(
 
     A title (``titles``: indices of paragraphs set in a clearly larger font) that is not a section heading
     closes the current section: what follows a report title is not the previous report's impression.
-    ``budget`` caps the references of the whole document; captions take none.
+    ``budget`` caps the references of the whole document. A caption keeps its references (its own figure's
+    label) and the section it stands in, and opens no section.
     """
     budget = budget or RefBudget()
     current: str | None = None

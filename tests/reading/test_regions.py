@@ -185,3 +185,23 @@ def test_real_ocr_scan_with_a_montage(rapid_engine: object, settings: ReadingSet
     assert [p.role for p in doc.paragraphs] == ["body", "caption", "body"]
     refs = [(r.label, r.panel) for p in doc.paragraphs if p.role == "body" for r in p.figure_refs]
     assert refs == [("figure:2", "A"), ("figure:2", "A"), ("figure:2", "B")]
+
+
+def test_searchable_scan_takes_its_figures_from_the_page_image(settings: ReadingSettings) -> None:
+    """A scanner's PDF: the page image with an invisible text layer. Figures come from the image, in points,
+    with captions from the exact text layer."""
+    pdf, truths = build_report([Para(EN), Fig("Figure 1. Axial CT", height=150), Para(EN)])
+    scan = render_page(pdf, 1, dpi=DPI, noise=4, jpeg=80)
+    doc = pymupdf.open()
+    page = doc.new_page(width=595, height=842)
+    page.insert_image(page.rect, stream=png_bytes(scan))
+    for line in text_layer_as_ocr(pdf, 1):
+        x0, y0, _, y1 = (v * 72 / DPI for v in line.bbox)
+        page.insert_text((x0, y1 - 0.25 * (y1 - y0)), line.text, fontsize=(y1 - y0) * 0.75, render_mode=3)
+    engine = FakeEngine(text_layer_as_ocr(pdf, 1))
+    out = read_bytes(doc.tobytes(), settings=settings.model_copy(update={"dpi": DPI}), engine=engine).document
+    assert out.pages[0].source == "text-layer"
+    (figure,) = out.figures
+    assert (figure.source, figure.label, figure.caption) == ("page-region", "figure:1", "Figure 1. Axial CT")
+    assert iou(figure.bbox, truths[0].bbox) >= 0.8  # points, like the page
+    assert [p.role for p in out.paragraphs].count("caption") == 1
