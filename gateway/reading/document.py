@@ -31,7 +31,8 @@ class Line(BaseModel):
     confidence: float = Field(ge=0, le=1)
     font_size: float | None = None
     bold: bool = False
-    role: Literal["body", "header", "footer"] = "body"
+    #: "figure": text inside a figure's box (annotations read by OCR), kept out of paragraphs
+    role: Literal["body", "header", "footer", "figure"] = "body"
 
 
 class Block(BaseModel):

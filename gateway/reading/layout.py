@@ -2,8 +2,10 @@
 
 Grouping uses what a reader sees: the gap between lines, horizontal overlap, indentation, font size and
 weight. Two-column pages are read column by column between full-width lines. Repeated page headers and footers
-are marked and left out of paragraphs. A paragraph that runs on across a column or page break is merged. All
-of this is a pure function of the lines and page sizes.
+are marked and left out of paragraphs. A paragraph that runs on across a column or page break, or around a
+figure, is merged. A figure's caption (a line starting with a figure label next to a figure's box) is a
+paragraph of its own with role "caption", never part of the body text around it. All of this is a pure
+function of the lines, the figure boxes and the page sizes.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import re
 import statistics
 from dataclasses import dataclass, field
 
-from gateway.reading.document import BBox, Block, Line, Page, PageSource, Paragraph, Unit
-from gateway.reading.figure_refs import find_figure_refs
+from gateway.reading.document import BBox, Block, FigureRef, Line, Page, PageSource, Paragraph, Unit
+from gateway.reading.figure_refs import figure_refs, find_figure_refs
 from gateway.reading.sections import detect_section
 from gateway.reading.text import compact, join_lines
 
@@ -33,6 +35,8 @@ class PageText:
     unit: Unit
     source: PageSource
     lines: list[Line]
+    #: the boxes of the page's figures (embedded images, or image regions found on a scan), in the page's unit
+    figures: list[BBox] = field(default_factory=list)
 
 
 @dataclass
@@ -74,6 +78,7 @@ class _Piece:
     em: float = 10.0
     heading: bool = False  # its last row is a heading
     title: bool = False  # a heading in a clearly larger font: a document title, not a section
+    caption: bool = False  # a figure's caption: a paragraph of its own
 
 
 def _union(boxes: list[BBox]) -> BBox:
@@ -118,7 +123,9 @@ def mark_margins(pages: list[PageText]) -> list[PageText]:
             if band and (_PAGE_NUMBER.match(key(line)) or repeated(band, key(line), number)):
                 line = line.model_copy(update={"role": band})
             lines.append(line)
-        out.append(PageText(page.number, page.width, page.height, page.unit, page.source, lines))
+        out.append(
+            PageText(page.number, page.width, page.height, page.unit, page.source, lines, page.figures)
+        )
     return out
 
 
@@ -170,23 +177,28 @@ def _rows(lines: list[Line], em: float) -> list[_Row]:
     return merged
 
 
-def _gutter(rows: list[_Row], width: float) -> float | None:
-    """The x of a column gutter if the page has two text columns, else None."""
+def _gutter(rows: list[_Row], width: float, figures: list[BBox]) -> float | None:
+    """The x of a column gutter if the page has two text columns, else None.
+
+    Figures count as obstacles: a figure set in one column marks the gutter as well as text does, which
+    matters on a page that holds a few lines of text beside its figures.
+    """
     lines = [ln for r in rows for ln in r.lines]
-    if len(lines) < 6 or width <= 0:
+    if len(lines) < 4 or width <= 0:
         return None
+    boxes = [ln.bbox for ln in lines] + list(figures)
     best: tuple[int, float] | None = None
     steps = 40
     for i in range(steps + 1):
         x = width * (0.3 + 0.4 * i / steps)
-        crossing = sum(1 for ln in lines if ln.bbox[0] < x < ln.bbox[2])
+        crossing = sum(1 for b in boxes if b[0] < x < b[2])
         if best is None or crossing < best[0]:
             best = (crossing, x)
     assert best is not None
     crossing, x = best
     left = [ln for ln in lines if ln.bbox[2] <= x]
     right = [ln for ln in lines if ln.bbox[0] >= x]
-    if len(left) < 3 or len(right) < 3 or crossing > 0.3 * len(lines):
+    if len(left) < 2 or len(right) < 2 or crossing > 0.3 * len(boxes):
         return None
     left_x0 = min(ln.bbox[0] for ln in left)
     right_x1 = max(ln.bbox[2] for ln in right)
@@ -196,9 +208,9 @@ def _gutter(rows: list[_Row], width: float) -> float | None:
     return x if wide_left and wide_right else None
 
 
-def _regions(rows: list[_Row], width: float) -> list[list[_Row]]:
+def _regions(rows: list[_Row], width: float, figures: list[BBox]) -> list[list[_Row]]:
     """Rows in reading order, cut into regions (a column between full-width rows, or a full-width run)."""
-    gutter = _gutter(rows, width)
+    gutter = _gutter(rows, width, figures)
     if gutter is None:
         return [rows] if rows else []
     regions: list[list[_Row]] = []
@@ -251,13 +263,105 @@ def _is_heading(row: _Row, body_size: float) -> bool:
     return len(text) <= 40 and not text.endswith(_TERMINAL) and (row.bold or row.size > body_size * 1.15)
 
 
+def _inside(box: BBox, figure: BBox) -> bool:
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return figure[0] <= cx <= figure[2] and figure[1] <= cy <= figure[3]
+
+
+def mark_figure_text(page: PageText) -> PageText:
+    """Mark the lines inside a figure's box (OCR reads annotations and labels in images) as role "figure"."""
+    if not page.figures:
+        return page
+    lines = [
+        ln.model_copy(update={"role": "figure"})
+        if ln.role == "body" and any(_inside(ln.bbox, f) for f in page.figures)
+        else ln
+        for ln in page.lines
+    ]
+    return PageText(page.number, page.width, page.height, page.unit, page.source, lines, page.figures)
+
+
+def _starts_with_label(text: str) -> bool:
+    refs = find_figure_refs(text[:40], limit=1)
+    return bool(refs) and refs[0].kind == "figure" and refs[0].start <= 2
+
+
+def _caption_starts(rows: list[_Row], figures: list[BBox]) -> set[int]:
+    """For each figure, the nearest row above or below it that starts with a figure label and overlaps it."""
+    starts: set[int] = set()
+    labelled = [k for k, row in enumerate(rows) if _starts_with_label(row.text)]
+    for box in figures:
+        best: tuple[float, int] | None = None
+        for k in labelled:
+            x0, y0, x1, y1 = rows[k].bbox
+            if min(x1, box[2]) - max(x0, box[0]) <= 0:
+                continue
+            height = max(1.0, y1 - y0)
+            gap = y0 - box[3] if y0 >= box[3] - height / 2 else box[1] - y1
+            if -height <= gap <= 4 * height and (best is None or abs(gap) < best[0]):
+                best = (abs(gap), k)
+        if best is not None:
+            starts.add(best[1])
+    return starts
+
+
+def _split_at_figures(
+    region: list[_Row], figures: list[BBox], starts: set[int], em: float
+) -> list[list[_Row]]:
+    """Cut a region at its captions and at figures between two rows; a caption run is tagged by its rows."""
+    out: list[list[_Row]] = []
+    current: list[_Row] = []
+    in_caption = False
+    for row in region:
+        key = id(row.lines[0])
+        prev = current[-1] if current else None
+        between = prev is not None and any(
+            prev.bbox[3] <= f[1] + em
+            and f[3] - em <= row.bbox[1]
+            and min(row.bbox[2], f[2]) > max(row.bbox[0], f[0])
+            for f in figures
+        )
+        if key in starts:
+            if current:
+                out.append(current)
+            current, in_caption = [row], True
+            continue
+        if in_caption and prev is not None:
+            gap = row.bbox[1] - prev.bbox[3]
+            same_size = abs(row.size - prev.size) <= 0.15 * max(row.size, prev.size)
+            if gap <= 0.5 * max(prev.height, row.height) and same_size and not between:
+                current.append(row)
+                continue
+        if (in_caption or between) and current:
+            out.append(current)
+            current = []
+        in_caption = False
+        current.append(row)
+    if current:
+        out.append(current)
+    return out
+
+
 def _pieces(page: PageText) -> tuple[list[Block], list[_Piece]]:
     body = [ln for ln in page.lines if ln.role == "body"]
     em = _em(body)
     body_size = statistics.median([ln.font_size or (ln.bbox[3] - ln.bbox[1]) * 0.8 for ln in body] or [10.0])
     blocks: list[Block] = []
     pieces: list[_Piece] = []
-    for region in _regions(_rows(body, em), page.width):
+    rows = _rows(body, em)
+    starts = {id(rows[k].lines[0]) for k in _caption_starts(rows, page.figures)}
+    regions = [
+        part
+        for region in _regions(rows, page.width, page.figures)
+        for part in _split_at_figures(region, page.figures, starts, em)
+    ]
+    for region in regions:
+        if id(region[0].lines[0]) in starts:
+            caption = _Piece(page=page.number, rows=region, right=max(r.bbox[2] for r in region), em=em)
+            caption.caption = caption.region_end = True
+            blocks.append(_block(region))
+            pieces.append(caption)
+            continue
         right = max(r.bbox[2] for r in region)
         left = min(r.bbox[0] for r in region)
         block_rows: list[_Row] = []
@@ -328,7 +432,7 @@ def _block(rows: list[_Row]) -> Block:
 
 
 def _continues(prev: _Piece, nxt: _Piece) -> bool:
-    if nxt.starts_new or not prev.region_end or prev.heading:
+    if nxt.starts_new or not prev.region_end or prev.heading or prev.caption or nxt.caption:
         return False
     last = prev.rows[-1]
     if abs(last.size - nxt.rows[0].size) > 0.2 * max(last.size, nxt.rows[0].size):
@@ -341,11 +445,12 @@ def _continues(prev: _Piece, nxt: _Piece) -> bool:
     )
 
 
-def layout(pages: list[PageText]) -> tuple[list[Page], list[Paragraph]]:
+def layout(pages: list[PageText], budget: RefBudget | None = None) -> tuple[list[Page], list[Paragraph]]:
     """Blocks for each page and the document's paragraphs, with sections and figure references."""
-    pages = mark_margins(pages)
+    pages = [mark_figure_text(p) for p in mark_margins(pages)]
     out_pages: list[Page] = []
     groups: list[list[_Piece]] = []
+    last_body: int | None = None  # the group a body piece may continue: captions stand beside the flow
     for page in pages:
         blocks, pieces = _pieces(page)
         margin = [ln for ln in page.lines if ln.role != "body"]
@@ -361,12 +466,15 @@ def layout(pages: list[PageText]) -> tuple[list[Page], list[Paragraph]]:
             )
         )
         for piece in pieces:
-            if groups and _continues(groups[-1][-1], piece):
-                groups[-1].append(piece)
+            if piece.caption:
+                groups.append([piece])
+            elif last_body is not None and _continues(groups[last_body][-1], piece):
+                groups[last_body].append(piece)
             else:
                 groups.append([piece])
+                last_body = len(groups) - 1
     titles = {i for i, g in enumerate(groups) if g[0].title}
-    return out_pages, assign_sections([_paragraph(i, g) for i, g in enumerate(groups)], titles)
+    return out_pages, assign_sections([_paragraph(i, g) for i, g in enumerate(groups)], titles, budget)
 
 
 def _paragraph(index: int, group: list[_Piece]) -> Paragraph:
@@ -376,19 +484,41 @@ def _paragraph(index: int, group: list[_Piece]) -> Paragraph:
             text = join_lines(text, row.text) if text else row.text
     first = group[0]
     bbox = _union([r.bbox for p in group if p.page == first.page for r in p.rows])
-    return Paragraph(index=index, text=text, page=first.page, bbox=bbox)
+    role = "caption" if first.caption else "body"
+    return Paragraph(index=index, text=text, page=first.page, bbox=bbox, role=role)
 
 
-def assign_sections(paragraphs: list[Paragraph], titles: set[int] | None = None) -> list[Paragraph]:
+@dataclass
+class RefBudget:
+    """How many more figure references a document may hold, and whether some were left out."""
+
+    remaining: int | None = None
+    dropped: bool = False
+
+    def take(self, text: str) -> list[FigureRef]:
+        refs, truncated = figure_refs(text, self.remaining)
+        if self.remaining is not None:
+            self.remaining -= len(refs)
+        self.dropped = self.dropped or truncated
+        return refs
+
+
+def assign_sections(
+    paragraphs: list[Paragraph], titles: set[int] | None = None, budget: RefBudget | None = None
+) -> list[Paragraph]:
     """Give each paragraph the section of the last heading before it, and find its figure references.
 
     A title (``titles``: indices of paragraphs set in a clearly larger font) that is not a section heading
     closes the current section: what follows a report title is not the previous report's impression.
+    ``budget`` caps the references of the whole document. A caption keeps its references (its own figure's
+    label) and the section it stands in, and opens no section.
     """
+    budget = budget or RefBudget()
     current: str | None = None
     out: list[Paragraph] = []
     for index, para in enumerate(paragraphs):
-        found = detect_section(para.text)
+        # A caption belongs to the section it stands in and opens none.
+        found = detect_section(para.text) if para.role == "body" else None
         if found is None and titles and index in titles:
             current = None
         heading = False
@@ -397,7 +527,7 @@ def assign_sections(paragraphs: list[Paragraph], titles: set[int] | None = None)
             heading = found[1] >= len(para.text.rstrip())
         out.append(
             para.model_copy(
-                update={"section": current, "heading": heading, "figure_refs": find_figure_refs(para.text)}
+                update={"section": current, "heading": heading, "figure_refs": budget.take(para.text)}
             )
         )
     return out

@@ -53,8 +53,11 @@ class SectionsMapping(BaseModel):
 class RefPattern(BaseModel):
     name: str
     kind: Literal["figure", "position"]
-    label: str | None = None
+    #: "figure" (图N, Figure N) or "image" (Image N, IMG N); the reference's label is "<label>:<number>".
+    label: Literal["figure", "image"] | None = None
     regex: str
+    #: whether more numbers may follow ("Figs. 2–3", "图2、3"), by the mapping's continuation marks
+    continues: bool = False
 
     @field_validator("regex")
     @classmethod
@@ -69,10 +72,51 @@ class RefPattern(BaseModel):
         return value
 
 
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regex {value!r}: {exc}") from exc
+    return value
+
+
+class Continuation(BaseModel):
+    """How further numbers continue a figure reference: list and range marks, and what a number is not."""
+
+    list: str
+    range: str
+    not_before: str
+    max_range: int = Field(default=10, ge=1, le=100)
+
+    @field_validator("list", "range", "not_before")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        return _check_regex(value)
+
+
+PANEL_LETTERS = ("A", "B", "C", "D")
+
+
 class FigureRefsMapping(BaseModel):
     source: str
     edition: str
     patterns: list[RefPattern] = Field(min_length=1)
+    continuation: Continuation
+    #: panel letter -> the words that name it ("left" -> A)
+    panels: dict[str, list[str]]
+
+    @field_validator("panels")
+    @classmethod
+    def _panels(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = set(value) - set(PANEL_LETTERS)
+        if unknown:
+            raise ValueError(f"unknown panel letters {sorted(unknown)}; allowed {PANEL_LETTERS}")
+        words = [w for ws in value.values() for w in ws]
+        if any(not w.strip() for w in words):
+            raise ValueError("panel words must not be empty")
+        if len({w.lower() for w in words}) != len(words):
+            raise ValueError("a panel word names one panel only")
+        return value
 
 
 def _load_yaml(path: Path) -> object:

@@ -113,6 +113,57 @@ def image_coverage(page: Any) -> float:
     return min(best, 1.0)
 
 
+def placed_images(page: Any) -> list[dict[str, Any]]:
+    """Each image drawn on the page (box, pixel size) with the xref of its image object, decoding nothing.
+
+    PyMuPDF's ``get_image_info(xrefs=True)`` finds xrefs by hashing every image, which decodes it in full: a
+    30000 x 30000 image costs 860 MiB before its size could be checked. Here boxes come from the plain
+    image info and xrefs from the page's image list (its dictionaries only), matched on pixel size, bit depth
+    and colour space in drawing order. An image the list cannot name (an inline image) keeps xref 0.
+    """
+    infos = [dict(info) for info in page.get_image_info()]
+    pending: dict[tuple[int, int, int], list[int]] = {}
+    for item in page.get_images(full=True):
+        xref, width, height, bpc = int(item[0]), int(item[2]), int(item[3]), int(item[4])
+        pending.setdefault((width, height, bpc), []).append(xref)
+    for info in infos:
+        candidates = pending.get((int(info["width"]), int(info["height"]), int(info.get("bpc", 0))), [])
+        # An image drawn twice appears once in the list: the first xref of its kind stays for later draws.
+        info["xref"] = candidates.pop(0) if len(candidates) > 1 else (candidates[0] if candidates else 0)
+    return infos
+
+
+def oversized_images(page: Any, settings: ReadingSettings) -> list[tuple[int, int]]:
+    """Pixel sizes of the page's images over ``max_image_pixels``, from their dictionaries alone."""
+    try:
+        items = page.get_images(full=True)
+    except Exception:
+        return []
+    return [
+        (int(item[2]), int(item[3]))
+        for item in items
+        if int(item[2]) * int(item[3]) > settings.max_image_pixels
+    ]
+
+
+def image_boxes(page: Any, settings: ReadingSettings) -> list[BBox]:
+    """The boxes of the page's images that may be figures (not page-size scans, not specks), in points."""
+    area = page.rect.width * page.rect.height
+    try:
+        infos = page.get_image_info()
+    except Exception:
+        return []
+    boxes: list[BBox] = []
+    for info in infos:
+        x0, y0, x1, y1 = (float(v) for v in info["bbox"])
+        if min(int(info["width"]), int(info["height"])) < settings.min_figure_side:
+            continue
+        if area and (x1 - x0) * (y1 - y0) >= settings.scan_image_coverage * area:
+            continue
+        boxes.append((x0, y0, x1, y1))
+    return boxes
+
+
 def render(page: Any, settings: ReadingSettings) -> tuple[Image, float, list[str]]:
     """Render a page to RGB at the configured dpi, lowering the dpi if the page would be too many pixels.
 
@@ -145,7 +196,7 @@ def figures(
     area = page.rect.width * page.rect.height
     seen: set[int] = set()
     try:
-        infos = page.get_image_info(xrefs=True)
+        infos = placed_images(page)
     except Exception as exc:  # a broken image object must not cost the page its text
         return [], [f"page {number}: embedded images could not be listed: {exc}"]
     for info in infos:
@@ -167,7 +218,7 @@ def figures(
         except Exception as exc:
             warnings.append(f"page {number}: an embedded image could not be extracted: {exc}")
             continue
-        caption, label, fig_no = _caption((x0, y0, x1, y1), lines)
+        caption, label, fig_no = caption_of((x0, y0, x1, y1), lines)
         ext = "png" if media_type == "image/png" else "jpg"
         out.append(
             PdfFigure(
@@ -204,7 +255,7 @@ def _image_bytes(doc: Any, page: Any, xref: int, bbox: BBox, pymupdf: Any) -> tu
     return bytes(pix.tobytes("png")), "image/png"
 
 
-def _caption(box: BBox, lines: list[Line]) -> tuple[str | None, str | None, int | None]:
+def caption_of(box: BBox, lines: list[Line]) -> tuple[str | None, str | None, int | None]:
     """The nearest line above or below the image that starts with a figure label."""
     best: tuple[float, Line, int | None, str | None] | None = None
     for line in lines:

@@ -21,13 +21,14 @@ from gateway.reading.document import (
     Figure,
     Line,
     Page,
+    Paragraph,
     ReadResult,
     SourceKind,
 )
 from gateway.reading.engines import OcrEngine, make_engine
 from gateway.reading.engines.base import Image
 from gateway.reading.images import decode_image, enhance, to_rgb8
-from gateway.reading.layout import PageText, layout
+from gateway.reading.layout import PageText, RefBudget, layout
 from gateway.reading.sections import detect_status
 from gateway.reading.settings import ReadingSettings
 
@@ -60,6 +61,7 @@ class _Context:
     deadline: float
     warnings: list[str] = field(default_factory=list)
     used_ocr: bool = False
+    refs: RefBudget = field(default_factory=RefBudget)
 
     def ocr(self) -> OcrEngine:
         if self.engine is None:
@@ -87,7 +89,12 @@ def read_bytes(
         raise ReadError(f"{filename or 'document'} is empty")
     if len(data) > settings.max_input_bytes:
         raise ReadError(f"document of {len(data)} bytes is over the limit of {settings.max_input_bytes}")
-    ctx = _Context(settings=settings, engine=engine, deadline=time.monotonic() + settings.time_limit_s)
+    ctx = _Context(
+        settings=settings,
+        engine=engine,
+        deadline=time.monotonic() + settings.time_limit_s,
+        refs=RefBudget(settings.max_figure_refs),
+    )
     try:
         kind = sniff(data)
         if kind == "pdf":
@@ -131,7 +138,8 @@ def read_path(path: str | Path, settings: ReadingSettings, engine: OcrEngine | N
     return read_bytes(data, filename=path.name, settings=settings, engine=engine)
 
 
-def _ocr_page(image: Image, number: int, ctx: _Context) -> PageText:
+def _ocr_page(image: Image, number: int, ctx: _Context) -> tuple[PageText, Image]:
+    """The page's OCR lines, and the image they were read from (deskewed, cleaned up)."""
     engine = ctx.ocr()
     prepared, angle = enhance(image, ctx.settings.enhance)
     if angle:
@@ -143,7 +151,44 @@ def _ocr_page(image: Image, number: int, ctx: _Context) -> PageText:
         for ln in engine.read(prepared)
     ]
     h, w = prepared.shape[:2]
-    return PageText(number=number, width=float(w), height=float(h), unit="px", source="ocr", lines=lines)
+    page = PageText(number=number, width=float(w), height=float(h), unit="px", source="ocr", lines=lines)
+    return page, prepared
+
+
+def _region_figures(
+    image: Image,
+    ocr_lines: list[Line],
+    number: int,
+    ctx: _Context,
+    *,
+    scale: float = 1.0,
+    caption_lines: list[Line] | None = None,
+) -> list[tuple[Figure, bytes]]:
+    """Figures cut from a page image, in the page's unit (pixels / ``scale``), labelled by their captions."""
+    from gateway.reading import regions
+    from gateway.reading.pdf import caption_of
+
+    out: list[tuple[Figure, bytes]] = []
+    boxes = regions.find_regions(image, [ln.bbox for ln in ocr_lines], ctx.settings)
+    for k, box in enumerate(boxes, start=1):
+        region = regions.crop(image, box)
+        x0, y0, x1, y1 = (round(v / scale, 2) for v in region.bbox)
+        caption, label, fig_no = caption_of((x0, y0, x1, y1), caption_lines or ocr_lines)
+        figure = Figure(
+            source="page-region",
+            label=label,
+            number=fig_no,
+            page=number,
+            bbox=(x0, y0, x1, y1),
+            caption=caption,
+            artifact=f"figure-p{number}-region{k}.png",
+            media_type="image/png",
+            sha256=region.sha256,
+            width=region.width,
+            height=region.height,
+        )
+        out.append((figure, region.png))
+    return out
 
 
 def _read_pdf(data: bytes, ctx: _Context, source_kind: SourceKind) -> ReadResult:
@@ -162,16 +207,43 @@ def _read_pdf(data: bytes, ctx: _Context, source_kind: SourceKind) -> ReadResult
             has_text = pdf.usable_text(lines, ctx.settings)
             scanned = pdf.image_coverage(page) >= ctx.settings.scan_image_coverage
             if has_text:
-                pages.append(PageText(number, page.rect.width, page.rect.height, "pt", "text-layer", lines))
+                boxes = pdf.image_boxes(page, ctx.settings)
+                pages.append(
+                    PageText(number, page.rect.width, page.rect.height, "pt", "text-layer", lines, boxes)
+                )
                 found, warnings = pdf.figures(doc, page, lines, ctx.settings)
                 ctx.warnings.extend(warnings)
                 for fig in found:
                     figures.append(fig.figure)
                     images[fig.figure.artifact] = (fig.figure.media_type, fig.data)
-            if scanned or not has_text:
+            oversized = pdf.oversized_images(page, ctx.settings) if scanned or not has_text else []
+            if oversized:
+                # Refused by the sizes in the image dictionaries, before anything decodes the pixels.
+                w, h = oversized[0]
+                reason = (
+                    f"page {number}: image of {w}x{h} px is over the limit of {ctx.settings.max_image_pixels}"
+                    " pixels (reading.max_image_pixels)"
+                )
+                if not has_text:
+                    raise ReadError(f"{reason}; the page cannot be OCR'd")
+                ctx.warnings.append(f"{reason}; the page is read from its text layer only")
+            elif scanned or not has_text:
                 image, scale, warnings = pdf.render(page, ctx.settings)
                 ctx.warnings.extend(warnings)
-                ocr = _ocr_page(image, number, ctx)
+                ocr, prepared = _ocr_page(image, number, ctx)
+                found_regions = _region_figures(
+                    prepared,
+                    ocr.lines,
+                    number,
+                    ctx,
+                    scale=scale if has_text else 1.0,
+                    caption_lines=lines if has_text else None,
+                )
+                for figure, png in found_regions:
+                    figures.append(figure)
+                    images[figure.artifact] = (figure.media_type, png)
+                target = pages[-1] if has_text else ocr
+                target.figures.extend(f.bbox for f, _ in found_regions)
                 if has_text:
                     # Both readings are reported; the exact text layer wins. OCR boxes go back to points.
                     scaled = [
@@ -185,22 +257,43 @@ def _read_pdf(data: bytes, ctx: _Context, source_kind: SourceKind) -> ReadResult
                     pages.append(ocr)
     finally:
         doc.close()
-    out_pages, paragraphs = layout(pages)
+    out_pages, paragraphs = layout(pages, ctx.refs)
     for p in out_pages:
         if p.number in alternates:
             p.alternate = alternates[p.number]
-    return _finish(ctx, source_kind, out_pages, paragraphs, figures, images)
+    return _finish(ctx, source_kind, out_pages, paragraphs, whole_captions(figures, paragraphs), images)
+
+
+def whole_captions(figures: list[Figure], paragraphs: list[Paragraph]) -> list[Figure]:
+    """Give each figure its whole caption paragraph; its first line was found next to the figure."""
+    out: list[Figure] = []
+    for figure in figures:
+        caption = figure.caption
+        if caption:
+            for para in paragraphs:
+                if para.role == "caption" and para.page == figure.page and para.text.startswith(caption):
+                    caption = para.text
+                    break
+        out.append(figure.model_copy(update={"caption": caption}) if caption != figure.caption else figure)
+    return out
 
 
 def _read_images(frames: list[Image], ctx: _Context, source_kind: SourceKind) -> ReadResult:
     if len(frames) > ctx.settings.max_pages:
         raise ReadError(f"{len(frames)} frames, more than the limit of {ctx.settings.max_pages}")
     pages: list[PageText] = []
+    figures: list[Figure] = []
+    images: dict[str, tuple[str, bytes]] = {}
     for index, frame in enumerate(frames):
         ctx.check_time()
-        pages.append(_ocr_page(frame, index + 1, ctx))
-    out_pages, paragraphs = layout(pages)
-    return _finish(ctx, source_kind, out_pages, paragraphs, [], {})
+        page, prepared = _ocr_page(frame, index + 1, ctx)
+        for figure, png in _region_figures(prepared, page.lines, page.number, ctx):
+            figures.append(figure)
+            images[figure.artifact] = (figure.media_type, png)
+            page.figures.append(figure.bbox)
+        pages.append(page)
+    out_pages, paragraphs = layout(pages, ctx.refs)
+    return _finish(ctx, source_kind, out_pages, paragraphs, whole_captions(figures, paragraphs), images)
 
 
 def _read_dicom(data: bytes, ctx: _Context) -> ReadResult:
@@ -220,7 +313,7 @@ def _read_dicom(data: bytes, ctx: _Context) -> ReadResult:
             raise ReadError(f"EncapsulatedDocument is not a PDF (MIME type {mime!r})")
         return _read_pdf(payload, ctx, "dicom-pdf")
     if sop_class in SR_SOP_CLASSES or "ContentSequence" in ds:
-        page, paragraphs, status = read_sr(ds)
+        page, paragraphs, status = read_sr(ds, ctx.refs)
         result = _finish(ctx, "dicom-sr", [page], paragraphs, [], {}, engine=_sr_engine())
         if status and result.document.status is None:
             result.document.status = status
@@ -266,6 +359,12 @@ def _finish(
 ) -> ReadResult:
     if not any(p.text.strip() for p in paragraphs):
         raise ReadError("no text found")
+    if ctx.refs.dropped:
+        # Counts only: the text itself may carry patient details.
+        ctx.warnings.append(
+            f"more than {ctx.settings.max_figure_refs} figure references; only the first "
+            f"{ctx.settings.max_figure_refs} are kept (reading.max_figure_refs)"
+        )
     if engine is None:
         if ctx.used_ocr and ctx.engine is not None:
             engine = Engine(name=ctx.engine.name, version=ctx.engine.version)

@@ -22,6 +22,9 @@ class ReadingSettings(BaseModel):
     max_render_pixels: int = Field(
         default=40_000_000, ge=10_000, description="a page needing more at `dpi` is rendered at a lower dpi"
     )
+    max_figure_refs: int = Field(
+        default=500, ge=1, description="figure references kept per document; the rest dropped with a warning"
+    )
     time_limit_s: float = Field(default=600.0, gt=0, description="wall-clock budget for one document")
 
     # A page's text layer counts as usable with at least this many non-space characters, unless an image

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.reading.document import Block, Line, Page, Paragraph
-from gateway.reading.layout import assign_sections
+from gateway.reading.layout import RefBudget, assign_sections
 from gateway.reading.sections import detect_section
 
 SR_SOP_CLASSES = {
@@ -75,7 +75,7 @@ def _walk(items: Any, texts: list[str], section: str | None) -> None:
         _walk(item.get("ContentSequence"), texts, section)
 
 
-def read_sr(ds: Any) -> tuple[Page, list[Paragraph], str | None]:
+def read_sr(ds: Any, budget: RefBudget | None = None) -> tuple[Page, list[Paragraph], str | None]:
     """The SR as one page without geometry, its paragraphs, and its declared status."""
     texts: list[str] = []
     title = _meaning(ds)
@@ -100,4 +100,4 @@ def read_sr(ds: Any) -> tuple[Page, list[Paragraph], str | None]:
         and str(ds.get("VerificationFlag", "")).upper() == "VERIFIED"
     ):
         status = "final"
-    return page, assign_sections(paragraphs), status
+    return page, assign_sections(paragraphs, budget=budget), status

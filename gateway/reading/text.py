@@ -4,26 +4,40 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from array import array
+from collections.abc import Sequence
 
+# An ASCII run, or one other character (normalised on its own so that offsets stay exact).
+_RUNS = re.compile(r"[\x00-\x7f]+|[^\x00-\x7f]")
 _CJK = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\u3000-\u303f]")
 
 
-def nfkc_with_offsets(text: str) -> tuple[str, list[int]]:
+def nfkc_with_offsets(text: str) -> tuple[str, Sequence[int]]:
     """NFKC-normalise ``text`` one character at a time, without accents.
 
     Returns the normalised text and, for each of its characters, the index of the original character it came
     from, so that a match in normalised text maps back to exact offsets in the original. Normalising per
-    character loses only cross-character compositions, which reports do not rely on.
+    character loses only cross-character compositions, which reports do not rely on. Runs of ASCII are
+    already normal and are copied whole; the offsets are a compact integer array.
     """
+    origin = array("q")
+    if text.isascii():
+        origin.extend(range(len(text)))
+        return text, origin
     out: list[str] = []
-    origin: list[int] = []
-    for index, char in enumerate(text):
+    for match in _RUNS.finditer(text):
+        start = match.start()
+        run = match.group(0)
+        if run.isascii():
+            out.append(run)
+            origin.extend(range(start, start + len(run)))
+            continue
         # Accents are dropped too: OCR reads "Se" as "Sé" now and then.
-        decomposed = unicodedata.normalize("NFKD", char)
+        decomposed = unicodedata.normalize("NFKD", run)
         stripped = "".join(c for c in decomposed if not unicodedata.combining(c)) or decomposed
         normal = unicodedata.normalize("NFKC", stripped)
         out.append(normal)
-        origin.extend([index] * len(normal))
+        origin.extend([start] * len(normal))
     return "".join(out), origin
 
 

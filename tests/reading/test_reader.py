@@ -264,3 +264,81 @@ def test_real_ocr_on_png(rapid_engine: object, settings: ReadingSettings) -> Non
     line = doc.pages[0].blocks[0].lines[0]
     assert 0.5 <= line.confidence <= 1
     assert 0 <= line.bbox[0] < line.bbox[2] <= image.shape[1]
+
+
+def test_repeated_references_are_capped_in_linear_time_and_bounded_memory(settings: ReadingSettings) -> None:
+    """A 160 KB SR holding "Fig 1 " 26,667 times: the first max_figure_refs are kept, one warning."""
+    import time
+    import tracemalloc
+
+    data = make_sr(finding="Fig 1 " * 26_667)
+    read_bytes(make_sr(), settings=settings)  # imports and mappings loaded once, outside the measure
+    tracemalloc.start()
+    try:
+        start = time.perf_counter()
+        doc = read_bytes(data, settings=settings).document
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sum(len(p.figure_refs) for p in doc.paragraphs) == settings.max_figure_refs == 500
+    dropped = [w for w in doc.warnings if "figure references" in w]
+    assert dropped == [
+        "more than 500 figure references; only the first 500 are kept (reading.max_figure_refs)"
+    ]
+    assert elapsed < 1.5, elapsed
+    assert peak < 24 * 1024**2, peak
+
+
+_BOMB_SCRIPT = """
+import json, resource, sys
+sys.path.insert(0, sys.argv[1])
+from report_fixtures import FakeEngine, make_pixel_bomb_pdf
+from gateway.errors import ReadError
+from gateway.reading import ReadingSettings, read_bytes
+from gateway.reading.engines.base import OcrLine
+out = {}
+for scan in (False, True):
+    data = make_pixel_bomb_pdf(scan=scan)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        engine = FakeEngine([OcrLine("text", (1, 1, 90, 20), 0.9)])
+        doc = read_bytes(data, settings=ReadingSettings(dpi=150), engine=engine)
+        result = {"warnings": doc.document.warnings, "text": [p.text for p in doc.document.paragraphs]}
+    except ReadError as exc:
+        result = {"error": str(exc)}
+    result["rss_mib"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    out["scan" if scan else "figure"] = result
+print(json.dumps(out))
+"""
+
+
+def test_pixel_bomb_in_a_pdf_is_refused_by_its_dimensions() -> None:
+    """A 30000 x 30000 image inside a PDF (a 30 KB stream) is refused before anything decodes it.
+
+    Run in a fresh process, so that its peak RSS is its own: listing the images with hashes used to decode it
+    in full (+860 MiB) although it was then logged as not extracted.
+    """
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    run = subprocess.run(
+        [sys.executable, "-c", _BOMB_SCRIPT, str(here)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    figure, scan = out["figure"], out["scan"]
+    assert figure["text"] == ["FINDINGS: a report with a huge image, see Figure 1.", "Figure 1 huge"]
+    assert figure["warnings"] == ["page 1: image of 30000x30000 px over the pixel limit, not extracted"]
+    assert scan["error"] == (
+        "page 1: image of 30000x30000 px is over the limit of 80000000 pixels (reading.max_image_pixels);"
+        " the page cannot be OCR'd"
+    )
+    assert figure["rss_mib"] < 64, figure
+    assert scan["rss_mib"] < 64, scan
