@@ -355,6 +355,11 @@ class _Figures:
             detail["foreign_words"] = foreign[:5]
         if head.window is not None:
             detail["window"] = list(head.window)
+        if foreign and opts.figure_foreign == "unresolved":
+            detail["reason"] = (
+                "the report says this figure shows another study (a prior, outside or comparison image)"
+            )
+            return None, 0.0, "figure", detail
         if top.fidelity < needed:
             detail["reason"] = (
                 f"the best match does not verify: registered, it differs from the figure in structure "
@@ -366,6 +371,11 @@ class _Figures:
         if closest[0].sop_instance_uid != top.sop_instance_uid:
             detail["full_resolution"] = "chose an adjacent slice"
         top_uid = closest[0].sop_instance_uid
+        detail.update(
+            fine_detail=round(closest[0].detail, 4),
+            fine_score=round(closest[0].score, 4),
+            local_residual=round(closest[0].local, 4),
+        )
         ranked = closest
         top = replace(top, sop_instance_uid=top_uid, score=closest[0].score)
         ties = [

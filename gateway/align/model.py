@@ -44,12 +44,14 @@ class AlignOptions:
     anatomy_cues: bool = True
     figure_min_score: float = 0.6
     #: How far the best match must beat the best instance that is neither its neighbour nor its twin.
-    figure_margin: float = 0.015
+    figure_margin: float = 0.012
     shortlist: int = 8
     anatomy_max_series: int = 3
     #: Least fidelity of a registered match (gateway/align/verify.py); the second with foreign words nearby.
     figure_fidelity: float = 0.93
     figure_foreign_fidelity: float = 0.96
+    #: What words about another study near a figure do: leave it unresolved, or ask for the higher fidelity.
+    figure_foreign: Literal["unresolved", "verify"] = "unresolved"
     #: An adjacent slice whose registered residual is not this much (a share) larger than the best's ties
     #: with it, and the link names it.
     neighbour_margin: float = 0.1

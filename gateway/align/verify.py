@@ -35,6 +35,8 @@ WORK = 256
 _CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 40, 1e-5)
 #: Low-pass for the fidelity measure, in working pixels: wider than JPEG blocks' noise, narrower than anatomy.
 FIDELITY_SIGMA = 2.0
+#: The neighbourhood over which local residual energy is pooled, in working pixels (a small lesion).
+LOCAL_SIGMA = 5.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,12 @@ class Registered:
     converged: bool
     warp: tuple[tuple[float, ...], ...] | None = None  # figure pixels -> instance pixels (2 x 3)
     shape: tuple[int, int] | None = None  # the instance image it was registered on (h, w)
+    #: Correlation of the fine detail left after the low-pass (noise grain, thin edges): the true source
+    #: shares the very noise of the figure; a prior or another acquisition of the same anatomy does not.
+    detail: float = -1.0
+    #: The largest local residual of the low-passed fit, relative to the figure's contrast: a lesion that
+    #: changed between a prior and this study leaves a blob here even when the rest of the image agrees.
+    local: float = 1.0
 
 
 def _masked_ncc(a: F32, b: F32, mask: npt.NDArray[np.bool_]) -> float:
@@ -205,5 +213,25 @@ class Verifier:
         # Fidelity: how much of the figure's structure (low-passed, past pixel noise) the candidate explains.
         low = np.asarray(cv2.GaussianBlur(warped, (0, 0), FIDELITY_SIGMA), np.float32)
         fidelity = _explained(self._grey_low, _shown(low, _fit_tone(low, self._grey_low, valid)), valid)
+        mapped = _shown(warped, tone)
+        fine = _masked_ncc(
+            self._grey - self._grey_low,
+            mapped - np.asarray(cv2.GaussianBlur(mapped, (0, 0), FIDELITY_SIGMA), np.float32),
+            valid,
+        )
         rows = tuple(tuple(float(v) for v in row) for row in warp)
-        return Registered(candidate.sop_instance_uid, score, fidelity, converged, rows, (h_img, w_img))
+        residual = np.where(valid, self._grey_low - _shown(low, _fit_tone(low, self._grey_low, valid)), 0.0)
+        energy = cv2.GaussianBlur(residual.astype(np.float32) ** 2, (0, 0), LOCAL_SIGMA)
+        weight = cv2.GaussianBlur(valid.astype(np.float32), (0, 0), LOCAL_SIGMA)
+        local = np.sqrt(np.max(np.where(weight > 0.5, energy / np.maximum(weight, 1e-6), 0.0)))
+        contrast = float(self._grey_low[valid].std()) or 1.0
+        return Registered(
+            candidate.sop_instance_uid,
+            score,
+            fidelity,
+            converged,
+            rows,
+            (h_img, w_img),
+            fine,
+            float(local) / contrast,
+        )

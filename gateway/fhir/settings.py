@@ -19,7 +19,7 @@ class FhirSettings(BaseModel):
         default=0.6, ge=-1, le=1, description="least similarity for a figure link"
     )
     figure_margin: float = Field(
-        default=0.015, ge=0, le=1, description="how far the best instance must beat the runner-up"
+        default=0.012, ge=0, le=1, description="how far the best instance must beat the runner-up"
     )
     figure_shortlist: int = Field(default=8, ge=2, le=100, description="instances compared at full detail")
     figure_fidelity: float = Field(
@@ -27,6 +27,11 @@ class FhirSettings(BaseModel):
     )
     figure_foreign_fidelity: float = Field(
         default=0.96, ge=0, le=1, description="the same, when words near it speak of a prior or outside study"
+    )
+    figure_foreign: Literal["unresolved", "verify"] = Field(
+        default="unresolved",
+        description="a figure whose sentence or caption speaks of a prior or outside study: unresolved, or "
+        "linked only above figure_foreign_fidelity",
     )
     figure_neighbour_margin: float = Field(
         default=0.1, ge=0, description="an adjacent slice whose residual is not this share larger ties"

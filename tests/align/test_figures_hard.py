@@ -159,7 +159,18 @@ def test_words_about_another_study_ask_for_a_closer_fit(lungs: phantom.Study) ->
     plain = _link_for(lungs, figure)
     foreign = _link_for(lungs, figure, text="与外院2024年CT对比，见图1。")
     assert plain.resolved and foreign.detail["foreign_words"]
-    strict = AlignOptions(anatomy_cues=False, figure_foreign_fidelity=0.9999)
+    assert not foreign.resolved and "another study" in foreign.detail["reason"]
+    verify = AlignOptions(anatomy_cues=False, figure_foreign="verify")
+    text = "与外院2024年CT对比，见图1。"
+    kept = align(
+        _doc([(text, [_ref(text, "图1", 1)])], 1),
+        lungs.infos,
+        figure_images={"figure-1.png": figure},
+        instance_images=lungs.images,
+        options=verify,
+    )
+    assert kept.links[0].resolved  # a close fit is linked when the site asks to verify instead
+    strict = AlignOptions(anatomy_cues=False, figure_foreign="verify", figure_foreign_fidelity=0.9999)
     text = "与外院2024年CT对比，见图1。"
     result = align(
         _doc([(text, [_ref(text, "图1", 1)])], 1),

@@ -62,6 +62,7 @@ def options_from(settings: Settings) -> AlignOptions:
         shortlist=f.figure_shortlist,
         figure_fidelity=f.figure_fidelity,
         figure_foreign_fidelity=f.figure_foreign_fidelity,
+        figure_foreign=f.figure_foreign,
         neighbour_margin=f.figure_neighbour_margin,
         max_refs_per_sentence=f.max_refs_per_sentence,
         max_refs_per_document=f.max_refs_per_document,
