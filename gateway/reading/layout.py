@@ -187,25 +187,36 @@ def _gutter(rows: list[_Row], width: float, figures: list[BBox]) -> float | None
     if len(lines) < 4 or width <= 0:
         return None
     boxes = [ln.bbox for ln in lines] + list(figures)
-    best: tuple[int, float] | None = None
     steps = 40
-    for i in range(steps + 1):
-        x = width * (0.3 + 0.4 * i / steps)
-        crossing = sum(1 for b in boxes if b[0] < x < b[2])
-        if best is None or crossing < best[0]:
-            best = (crossing, x)
-    assert best is not None
-    crossing, x = best
+    xs = [width * (0.3 + 0.4 * i / steps) for i in range(steps + 1)]
+    counts = [sum(1 for b in boxes if b[0] < x < b[2]) for x in xs]
+    crossing = min(counts)
+    # The middle of the widest run of least-crossed positions: the gutter's centre, not its left edge.
+    runs: list[list[int]] = []
+    for i, count in enumerate(counts):
+        if count == crossing:
+            if runs and runs[-1][-1] == i - 1:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+    widest = max(runs, key=len)
+    x = xs[widest[len(widest) // 2]]
     left = [ln for ln in lines if ln.bbox[2] <= x]
     right = [ln for ln in lines if ln.bbox[0] >= x]
     if len(left) < 2 or len(right) < 2 or crossing > 0.3 * len(boxes):
         return None
     left_x0 = min(ln.bbox[0] for ln in left)
     right_x1 = max(ln.bbox[2] for ln in right)
-    wide_left = statistics.median(ln.bbox[2] - ln.bbox[0] for ln in left) >= 0.5 * (x - left_x0)
-    wide_right = statistics.median(ln.bbox[2] - ln.bbox[0] for ln in right) >= 0.5 * (right_x1 - x)
-    # Table cells also leave a gap; only full text lines on both sides make columns.
-    return x if wide_left and wide_right else None
+    # Table cells also leave a gap; only full text lines on both sides make columns. A short column (a few
+    # lines beside a figure, its caption, a paragraph's last line) counts when its longest lines fill it.
+    return x if _wide(left, x - left_x0) and _wide(right, right_x1 - x) else None
+
+
+def _wide(lines: list[Line], side: float) -> bool:
+    widths = [ln.bbox[2] - ln.bbox[0] for ln in lines]
+    if statistics.median(widths) >= 0.5 * side:
+        return True
+    return max(widths) >= 0.8 * side and sum(1 for w in widths if w >= 0.5 * side) * 3 >= len(widths)
 
 
 def _regions(rows: list[_Row], width: float, figures: list[BBox]) -> list[list[_Row]]:
