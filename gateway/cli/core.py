@@ -170,6 +170,17 @@ def _server_class() -> Any:
     return QuietSignalsServer
 
 
+def _web_routes(runtime: _Runtime, settings: Settings, token: str) -> list[Any]:
+    """``/dicomweb``: STOW-RS goes through the same Ingest as C-STORE."""
+    from gateway.dicom.ingest import Ingest
+    from gateway.dicomweb.access import Access
+    from gateway.dicomweb.routes import build_dicomweb_routes
+
+    access = Access(token, signed_url_lifetime=settings.dicomweb.signed_url_lifetime)
+    ingest = Ingest(settings, runtime.sessions, runtime.metrics)
+    return [*build_dicomweb_routes(runtime.sessions, settings, access, ingest)]
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -187,6 +198,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         log.warning("FHIR API not available in this build")
     else:
         extra_routes = list(build_fhir_routes(runtime.sessions, settings, token))
+    extra_routes += _web_routes(runtime, settings, token)
     app = build_app(settings, runtime.sessions, runtime.metrics, token, extra_routes=extra_routes)
     runtime.start()
     config = uvicorn.Config(
