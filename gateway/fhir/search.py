@@ -26,6 +26,7 @@ PARAMS: dict[str, tuple[str, ...]] = {
     "Patient": ("identifier",),
     "Provenance": (),
     "Device": (),
+    "Practitioner": (),  # review page: the reader who approved a drafted report
     "Binary": (),
 }
 COMMON = ("_id", "_count", "_offset", "_lastUpdated", "_format")
