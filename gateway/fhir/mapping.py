@@ -723,8 +723,35 @@ def build_resources(inp: PublishInput) -> list[Resource]:
     return out
 
 
-# == Reader review of the machine-drafted findings (review page, gateway/ui) ==============================
-# One isolated block: a post-processing step over build_resources' output, so the mapping above is unchanged.
+# == DICOMweb endpoint and reader review (gateway/dicomweb, gateway/ui) ===================================
+# One isolated block of post-processing steps over build_resources' output; the mapping above is unchanged.
+
+
+def add_wado_endpoint(resources: list[Resource], inp: PublishInput) -> list[Resource]:
+    """An Endpoint (connectionType ``dicom-wado-rs``) at ``<base>/dicomweb`` and ``ImagingStudy.endpoint``."""
+    address = inp.base_url.rstrip("/") + "/dicomweb"
+    coding = code_map().coding("endpoint_wado_rs")
+    endpoint: Resource = {
+        "resourceType": "Endpoint",
+        "id": ids.stable_id("endpoint", "dicom-wado-rs", address),
+        "status": "active",
+        "name": "DICOMweb WADO-RS",
+        "address": address,
+    }
+    if inp.version == "R4":
+        endpoint["connectionType"] = coding
+        endpoint["payloadType"] = [{"text": "DICOM"}]
+        endpoint["payloadMimeType"] = ["application/dicom"]
+    else:
+        endpoint["connectionType"] = [{"coding": [coding]}]
+        endpoint["payload"] = [{"type": [{"text": "DICOM"}], "mimeType": ["application/dicom"]}]
+    out = list(resources)
+    for i, res in enumerate(out):
+        if res["resourceType"] == "ImagingStudy":
+            res["endpoint"] = [_ref("Endpoint", endpoint["id"])]
+            out.insert(i, endpoint)
+            break
+    return out
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,20 @@ def test_stow_stores_every_instance_and_runs_the_pipeline(web_served: Any, stowe
         headers={"Authorization": f"Bearer {web_served.token}"},
     ).json()
     assert fhir["total"] >= 1
+    # An EMR finds the study's DICOMweb endpoint in FHIR and a viewer opens the study there.
+    headers = {"Authorization": f"Bearer {web_served.token}"}
+    study_uid = web_served.manifest["study_instance_uid"]
+    imaging = httpx.get(
+        f"{web_served.base}/fhir/ImagingStudy",
+        params={"identifier": f"urn:dicom:uid|urn:oid:{study_uid}"},
+        headers=headers,
+    ).json()["entry"][0]["resource"]
+    endpoint = httpx.get(
+        f"{web_served.base}/fhir/{imaging['endpoint'][0]['reference']}", headers=headers
+    ).json()
+    assert endpoint["connectionType"]["code"] == "dicom-wado-rs"
+    viewer = DICOMwebClient(url=endpoint["address"], headers=headers)
+    assert len(viewer.search_for_series(study_uid)) == 5
 
 
 def test_stow_applies_the_duplicate_policy_per_instance(web_served: Any, stowed: Any) -> None:

@@ -86,7 +86,7 @@ def test_reader_reviews_the_sample_study(ui_served: Any, browser: Any, tmp_path:
     page.click(".filters button")
     assert page.locator(f"tr[data-study='{uid}']").count() == 0
     page.goto(f"{served.base}/ui/worklist")
-    _shot(page, tmp_path, "worklist.png")
+    _shot(page, tmp_path, "ui-worklist.png")
 
     # The study view: the page with its OCR boxes, the sentences with their linked thumbnails.
     page.click(f"tr[data-study='{uid}'] a.open")
@@ -104,7 +104,7 @@ def test_reader_reviews_the_sample_study(ui_served: Any, browser: Any, tmp_path:
     page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=thumb.element_handle())
     assert "Image 5" in link.locator(".pos").inner_text()
     assert "explicit" in link.locator(".method").inner_text()
-    _shot(page, tmp_path, "study.png")
+    _shot(page, tmp_path, "ui-study.png")
 
     # Click opens the image large; arrows scroll through the series; the linked slice is marked.
     link.locator("button.thumb").click()
@@ -118,7 +118,7 @@ def test_reader_reviews_the_sample_study(ui_served: Any, browser: Any, tmp_path:
     page.click(".presets button[data-window='-600,1500']")
     assert "window=-600,1500" in (page.locator("#vimg").get_attribute("src") or "")
     page.wait_for_function("() => document.getElementById('vimg').naturalWidth > 0")
-    _shot(page, tmp_path, "viewer.png")
+    _shot(page, tmp_path, "ui-viewer.png")
     page.click("#vclose")
 
     # Correct the link: point the sentence at image 6 instead of image 5.

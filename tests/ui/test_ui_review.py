@@ -84,3 +84,21 @@ def test_both_languages_and_the_choice() -> None:
     assert pick_language(None, "zh-CN,zh;q=0.9", "en") == "zh"
     assert pick_language("en", "zh-CN", "zh") == "en"
     assert pick_language(None, None, "zh") == "zh"
+
+
+def test_imaging_study_gets_a_valid_wado_rs_endpoint() -> None:
+    import dataclasses
+
+    from gateway.fhir.mapping import add_wado_endpoint
+    from gateway.fhir.validate import validate_resource
+
+    for version in ("R4", "R5"):
+        inp = dataclasses.replace(_input(), version=version)
+        out = add_wado_endpoint(build_resources(inp), inp)
+        endpoint = next(r for r in out if r["resourceType"] == "Endpoint")
+        study = next(r for r in out if r["resourceType"] == "ImagingStudy")
+        assert study["endpoint"] == [{"reference": f"Endpoint/{endpoint['id']}"}]
+        assert endpoint["address"] == "http://gw/dicomweb"
+        assert out.index(endpoint) < out.index(study)  # referenced before referrer
+        validate_resource(endpoint, version)
+        validate_resource(study, version)
