@@ -331,7 +331,15 @@ class Ui:
                     if found:
                         lv.series_number, lv.instance_number = found["series_number"], found["number"]
                         lv.modality, lv.thumbnail = found["modality"], found["thumbnail"]
-        draft_links = [x for _, x in pairs_links if x.source == "draft"]
+        draft_links: dict[int, list[views.LinkView]] = {}
+        for original, link in pairs_links:
+            if link.source == "draft" and link.sentence is not None:
+                lv = views.LinkView(link, original)
+                found = info.get(link.sop_instance_uid or "")
+                if found:
+                    lv.series_number, lv.instance_number = found["series_number"], found["number"]
+                    lv.modality, lv.thumbnail = found["modality"], found["thumbnail"]
+                draft_links.setdefault(link.sentence, []).append(lv)
         from gateway.align.windows import load_windows
 
         presets = [

@@ -137,6 +137,8 @@ def test_reader_reviews_the_sample_study(ui_served: Any, browser: Any, tmp_path:
     draft_id = ids.draft_report_id(uid)
     assert _fhir(served, f"DiagnosticReport/{draft_id}")["status"] == "preliminary"
     assert page.locator(".prelim").is_visible()
+    drafted = page.locator(".draftcol .link")  # each drafted sentence linked to the image it came from
+    assert drafted.count() >= 1 and drafted.first.get_attribute("data-method") == "drafted"
     assert "tiny" in page.locator(".model").inner_text().lower() or page.locator(".model").inner_text()
     page.fill("form.draft textarea", "Heart size normal.\nLungs clear.")
     page.click("form.draft button[value=approve]")
