@@ -194,8 +194,13 @@ def report_document(session: Session, study: Study) -> dict[str, Any] | None:
 
 
 def report_pdf_path(session: Session, study: Study) -> str | None:
-    docs = _current_docs(session, study, "extract", "report-pdf")
-    return docs[-1].path if docs and docs[-1].path else None
+    """The PDF the primary read document came from (a scanned PDF too: its OCR boxes are in page pixels)."""
+    document = report_document(session, study) or {}
+    source = document.get("source_sop_instance_uid")
+    for doc in reversed(_current_docs(session, study, "extract", "report-pdf")):
+        if doc.path and (source is None or (doc.content or {}).get("sop_instance_uid") == source):
+            return doc.path
+    return None
 
 
 def paragraphs(document: dict[str, Any], links: list[tuple[str | None, Link]]) -> list[ParagraphView]:
