@@ -20,6 +20,12 @@ from harness import TOKEN, Served, find_free_port, load_sample_module
 READER = ("reader1", "correct horse battery", "Dr Reader One")
 
 
+@pytest.fixture(scope="session")
+def reader() -> tuple[str, str, str]:
+    """(user name, password, display name) of the account ``ui_served`` creates."""
+    return READER
+
+
 @pytest.fixture(scope="module")
 def ui_served(
     tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Callable[..., Path]

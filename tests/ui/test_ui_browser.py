@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import READER
 
 from gateway.fhir import ids
 
@@ -52,15 +51,18 @@ def _shot(page: Any, tmp_path: Path, name: str) -> None:
         shutil.copy(target, Path(out) / name)
 
 
-def _login(page: Any, served: Any, password: str) -> None:
+def _login(page: Any, served: Any, user: str, password: str) -> None:
     page.goto(f"{served.base}/ui/worklist")
     assert "/ui/login" in page.url
-    page.fill("input[name=username]", READER[0])
+    page.fill("input[name=username]", user)
     page.fill("input[name=password]", password)
     page.click("form.login button[type=submit]")
 
 
-def test_reader_reviews_the_sample_study(ui_served: Any, browser: Any, tmp_path: Path) -> None:
+def test_reader_reviews_the_sample_study(
+    ui_served: Any, browser: Any, reader: tuple[str, str, str], tmp_path: Path
+) -> None:
+    READER = reader
     served = ui_served
     uid = served.manifest["study_instance_uid"]
     context = browser.new_context(viewport={"width": 1500, "height": 1000}, locale="en-US")
@@ -69,10 +71,10 @@ def test_reader_reviews_the_sample_study(ui_served: Any, browser: Any, tmp_path:
     page.on("pageerror", lambda e: errors.append(str(e)))
 
     # Wrong password: refused, no session.
-    _login(page, served, "not the password")
+    _login(page, served, READER[0], "not the password")
     assert page.locator(".error").is_visible()
     # Right password: the worklist.
-    _login(page, served, READER[1])
+    _login(page, served, READER[0], READER[1])
     page.wait_for_url("**/ui/worklist")
     row = page.locator(f"tr[data-study='{uid}']")
     assert row.locator(".badge.done").is_visible()
@@ -194,14 +196,15 @@ def test_reader_reviews_the_sample_study(ui_served: Any, browser: Any, tmp_path:
     context.close()
 
 
-def test_forms_need_login_and_csrf(ui_served: Any, browser: Any) -> None:
+def test_forms_need_login_and_csrf(ui_served: Any, browser: Any, reader: tuple[str, str, str]) -> None:
+    READER = reader
     served = ui_served
     uid = served.manifest["study_instance_uid"]
     anonymous = httpx.post(f"{served.base}/ui/study/{uid}/draft", data={"action": "reject"})
     assert anonymous.status_code == 401
     context = browser.new_context(locale="zh-CN")
     page = context.new_page()
-    _login(page, served, READER[1])
+    _login(page, served, READER[0], READER[1])
     page.wait_for_url("**/ui/worklist")
     assert "工作列表" in page.locator("h1").inner_text()  # Chinese UI from Accept-Language
     forged = page.request.post(
