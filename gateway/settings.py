@@ -25,9 +25,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gateway.dicomweb.settings import DicomwebSettings
 from gateway.fhir.settings import FhirSettings
 from gateway.findings.settings import FindingsSettings
 from gateway.reading.settings import ReadingSettings
+from gateway.ui.settings import UiSettings
 
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 6.2: AE, 16 chars, no backslash
 
@@ -155,6 +157,8 @@ class Settings(BaseSettings):
     reading: ReadingSettings = Field(default_factory=ReadingSettings)
     findings: FindingsSettings = Field(default_factory=FindingsSettings)
     fhir: FhirSettings = Field(default_factory=FhirSettings)
+    dicomweb: DicomwebSettings = Field(default_factory=DicomwebSettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
 
     @field_validator("ae_title")
     @classmethod

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests talk to: DCMTK (a real DICOM peer), a Java runtime (METEOR scoring),
-# Tesseract with Chinese and English data (optional OCR engine) and Noto CJK fonts (report rendering).
+# Tesseract with Chinese and English data (optional OCR engine), Noto CJK fonts (report rendering) and
+# Chromium (the review page's browser tests drive it with Playwright; never `playwright install`).
 set -euo pipefail
 need=()
 command -v storescu >/dev/null || need+=(dcmtk)
@@ -8,6 +9,7 @@ command -v java >/dev/null || need+=(default-jre-headless)
 command -v Orthanc >/dev/null || need+=(orthanc)
 command -v tesseract >/dev/null || need+=(tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng)
 [ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need+=(fonts-noto-cjk)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq

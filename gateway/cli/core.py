@@ -170,6 +170,21 @@ def _server_class() -> Any:
     return QuietSignalsServer
 
 
+def _web_routes(runtime: _Runtime, settings: Settings, token: str) -> list[Any]:
+    """``/dicomweb`` (STOW-RS through the same Ingest as C-STORE) and the review page ``/ui``."""
+    from gateway.dicom.ingest import Ingest
+    from gateway.dicomweb.access import Access
+    from gateway.dicomweb.routes import build_dicomweb_routes
+    from gateway.ui.routes import build_ui_routes
+
+    access = Access(token, signed_url_lifetime=settings.dicomweb.signed_url_lifetime)
+    ingest = Ingest(settings, runtime.sessions, runtime.metrics)
+    return [
+        *build_dicomweb_routes(runtime.sessions, settings, access, ingest),
+        *build_ui_routes(runtime.sessions, settings, access),
+    ]
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -187,6 +202,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         log.warning("FHIR API not available in this build")
     else:
         extra_routes = list(build_fhir_routes(runtime.sessions, settings, token))
+    extra_routes += _web_routes(runtime, settings, token)
     app = build_app(settings, runtime.sessions, runtime.metrics, token, extra_routes=extra_routes)
     runtime.start()
     config = uvicorn.Config(

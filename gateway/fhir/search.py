@@ -26,6 +26,8 @@ PARAMS: dict[str, tuple[str, ...]] = {
     "Patient": ("identifier",),
     "Provenance": (),
     "Device": (),
+    "Practitioner": (),  # review page: the reader who approved a drafted report
+    "Endpoint": (),  # DICOMweb: where a viewer retrieves the study (ImagingStudy.endpoint)
     "Binary": (),
 }
 COMMON = ("_id", "_count", "_offset", "_lastUpdated", "_format")

@@ -223,3 +223,85 @@ class FhirResource(Base):
     identifiers: Mapped[str | None] = mapped_column(Text, doc="'|'-joined system|value pairs, for search")
     last_updated: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+# -- review page (gateway/ui): accounts, sessions, reviews, audit ------------------------------------------
+
+
+class UiUser(Base):
+    """A review-page account (``role``: reader or administrator); ``password_hash`` is Argon2id (PHC)."""
+
+    __tablename__ = "ui_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class UiSession(Base):
+    """A login. Only the SHA-256 of the cookie value is stored; ``csrf`` is the form token of the session."""
+
+    __tablename__ = "ui_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_fk: Mapped[int] = mapped_column(ForeignKey("ui_users.id"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class LinkCorrection(Base):
+    """A reader's correction of one sentence→image link: ``new_sop`` None means the link was removed.
+
+    The link is named by its source (report | draft), paragraph, sentence and the instance it pointed to.
+    The newest row for a link wins; all rows are kept as the audit trail and as ground truth.
+    """
+
+    __tablename__ = "link_corrections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_fk: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    paragraph: Mapped[int | None] = mapped_column(Integer)
+    sentence: Mapped[int | None] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text, default="")
+    original_sop: Mapped[str | None] = mapped_column(String(64))
+    new_sop: Mapped[str | None] = mapped_column(String(64))
+    new_series: Mapped[str | None] = mapped_column(String(64))
+    user_fk: Mapped[int] = mapped_column(ForeignKey("ui_users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class DraftReview(Base):
+    """A reader's decision on the machine-drafted findings: approved | rejected (with the text approved)."""
+
+    __tablename__ = "draft_reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_fk: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    study_version: Mapped[int] = mapped_column(Integer)
+    decision: Mapped[str] = mapped_column(String(16))
+    sentences: Mapped[list[str]] = mapped_column(JSON)
+    model_name: Mapped[str] = mapped_column(String(128), default="")
+    model_version: Mapped[str] = mapped_column(String(128), default="")
+    user_fk: Mapped[int] = mapped_column(ForeignKey("ui_users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class AuditEvent(Base):
+    """Every review action (login, edit, approval, rejection, link correction, retry), who and when."""
+
+    __tablename__ = "ui_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+    user_fk: Mapped[int | None] = mapped_column(ForeignKey("ui_users.id"))
+    username: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    study_fk: Mapped[int | None] = mapped_column(ForeignKey("studies.id"), index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)

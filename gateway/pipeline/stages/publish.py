@@ -7,6 +7,7 @@ Observations are missing. Content equal to the current version adds no version (
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,17 @@ def publish_input(ctx: StageContext, study: Study) -> PublishInput:
 
 def run(ctx: StageContext, study: Study) -> dict[str, Any]:
     inp = publish_input(ctx, study)
-    resources = build_resources(inp)
+    # -- reader review (gateway/ui): corrected links, the draft decision; the DICOMweb endpoint --------------
+    from gateway.fhir.mapping import add_wado_endpoint, apply_draft_review
+    from gateway.ui.review import review_for_publish
+
+    with ctx.sessions() as session:
+        links, draft_review = review_for_publish(session, study.id, ctx.study_version, inp.links)
+    inp = dataclasses.replace(inp, links=links)
+    resources = add_wado_endpoint(build_resources(inp), inp)
+    if draft_review is not None and inp.draft and inp.draft.get("sentences"):
+        resources = apply_draft_review(resources, draft_review, inp)
+    # -- end reader review and endpoint ---------------------------------------------------------------------
     try:
         for resource in resources:
             validate_resource(resource, inp.version)

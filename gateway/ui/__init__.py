@@ -1,0 +1,1 @@
+"""The review page at ``/ui``: worklist, study view, link corrections and draft approval."""
