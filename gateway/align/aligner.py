@@ -16,6 +16,7 @@ Every sentence is kept in :attr:`Alignment.sentences`, linked or not.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal, overload
@@ -71,10 +72,12 @@ def document_sentences(document: Mapping[str, Any], *, with_role: bool = False) 
         refs = _refs_of(paragraph)
         spans = [(int(r["start"]), int(r["end"])) for r in refs]
         index = int(paragraph.get("index", len(out)))
+        refs.sort(key=lambda r: int(r["start"]))
+        starts = [int(r["start"]) for r in refs]
         for sentence in split_sentences(
             text, paragraph=index, section=paragraph.get("section"), protect=spans
         ):
-            inside = [r for r in refs if sentence.start <= int(r["start"]) < sentence.end]
+            inside = refs[bisect_left(starts, sentence.start) : bisect_left(starts, sentence.end)]
             role = str(paragraph.get("role") or "body")
             out.append((sentence, inside, role) if with_role else (sentence, inside))
     return out
@@ -290,7 +293,6 @@ class _Figures:
         registered = {head.sop_instance_uid: head_registered}
         # Scan the head's neighbourhood in its frame (no search: adjacent slices share the frame), then
         # register the best few properly: the ranking's best may sit several thin slices from the source.
-        series = self._geometry.series_of(head.sop_instance_uid)
         radius = self._geometry.radius(head.sop_instance_uid, opts.neighbourhood_mm)
         quick: dict[str, Registered] = {}
         for uid in self._geometry.around(head.sop_instance_uid, radius):
@@ -302,7 +304,6 @@ class _Figures:
                     quick[uid] = result
         quick[head.sop_instance_uid] = head_registered
         best_quick = sorted(quick, key=lambda u: _fit(quick[u]), reverse=True)[:_REFINE]
-        centre = head
         for uid in best_quick:
             result = verifier.register(replace(head, sop_instance_uid=uid), like=head_registered)
             if result is not None and result.score > -1.0:
@@ -314,7 +315,6 @@ class _Figures:
                 result = verifier.register(candidate, like=registered[peak])
                 if result is not None and result.score > -1.0:
                     registered[candidate.sop_instance_uid] = result
-        del series
         # Twins: the same slices reconstructed in another series. A window word picks the series; otherwise
         # the series whose registered rendering fits best.
         series_of = {u: self._geometry.series_of(u) for u in registered}

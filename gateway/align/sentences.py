@@ -17,8 +17,14 @@ _ASCII_END = ".;!?"
 _ABBREV = re.compile(r"(?:^|[\s(（])(?:fig|figs|se|ser|im|img|no|vs|dr|approx|e\.g|i\.e|cf|st|mr|ms)$", re.I)
 
 
-def _protected(spans: Iterable[tuple[int, int]], pos: int) -> bool:
-    return any(s <= pos < e for s, e in spans)
+def _protection(spans: Iterable[tuple[int, int]], n: int) -> bytearray:
+    """A mask of the positions inside reference spans: linear in the text and the spans, however many."""
+    mask = bytearray(n)
+    for s, e in spans:
+        s, e = max(0, s), min(n, e)
+        if e > s:
+            mask[s:e] = b"\x01" * (e - s)
+    return mask
 
 
 def split_sentences(
@@ -29,20 +35,20 @@ def split_sentences(
     protect: Iterable[tuple[int, int]] = (),
 ) -> list[Sentence]:
     """The sentences of ``text``; whitespace-only pieces are dropped, offsets point into ``text``."""
-    spans = list(protect)
-    cuts: list[int] = []
     n = len(text)
+    protected = _protection(protect, n)
+    cuts: list[int] = []
     i = 0
     while i < n:
         ch = text[i]
         end: int | None = None
         if ch == "\n":
             end = i + 1
-        elif ch in _CJK_END and not _protected(spans, i):
+        elif ch in _CJK_END and not protected[i]:
             end = i + 1
             while end < n and text[end] in _CJK_END + "”」』)）":
                 end += 1
-        elif ch in _ASCII_END and not _protected(spans, i):
+        elif ch in _ASCII_END and not protected[i]:
             nxt = text[i + 1] if i + 1 < n else ""
             prev = text[i - 1] if i > 0 else ""
             if (ch == "." and prev.isdigit() and nxt.isdigit()) or (

@@ -277,3 +277,24 @@ def test_geometry_orders_slices_along_the_normal_and_finds_twins() -> None:
     assert geometry.radius("a3", 5.0) == 4
     no_geometry = Geometry([InstanceInfo(f"c{k}", phantom.CT, "c", instance_number=k) for k in (3, 1, 2)])
     assert no_geometry.around("c2", 1) == ["c1", "c2", "c3"] and no_geometry.twins("c2") == []
+
+
+def test_a_report_repeating_one_reference_costs_time_and_memory_linear_in_its_size(
+    lungs: phantom.Study,
+) -> None:
+    import time
+    import tracemalloc
+
+    text = "Fig 1 " * 26_667  # 160 KB: the hostile SR of issue 9
+    refs = [
+        {"kind": "figure", "raw": "Fig 1", "label": "figure:1", "number": 1, "start": 6 * k, "end": 6 * k + 5}
+        for k in range(26_667)
+    ]
+    tracemalloc.start()
+    t = time.perf_counter()
+    result = align(_doc([(text, refs)], 0), lungs.infos, options=OPTIONS)
+    elapsed = time.perf_counter() - t
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(result.links) == OPTIONS.max_refs_per_sentence + 1
+    assert elapsed < 5.0 and peak < 64 * 1024**2
