@@ -25,6 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gateway.delivery.settings import DeliverySettings
 from gateway.fhir.settings import FhirSettings
 from gateway.findings.settings import FindingsSettings
 from gateway.reading.settings import ReadingSettings
@@ -155,6 +156,7 @@ class Settings(BaseSettings):
     reading: ReadingSettings = Field(default_factory=ReadingSettings)
     findings: FindingsSettings = Field(default_factory=FindingsSettings)
     fhir: FhirSettings = Field(default_factory=FhirSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
 
     @field_validator("ae_title")
     @classmethod

@@ -92,6 +92,12 @@ class _Runtime:
             from gateway.pipeline.worker import Worker
 
             self.worker = Worker(settings, self.sessions, self.metrics, PIPELINE)
+        self.delivery: Any = None
+        if worker and settings.delivery.enabled:
+            from gateway.delivery import build_senders
+            from gateway.delivery.worker import DeliveryWorker
+
+            self.delivery = DeliveryWorker(settings.delivery, self.sessions, build_senders(settings.delivery))
 
     def start(self) -> None:
         if self.scp is not None:
@@ -100,6 +106,8 @@ class _Runtime:
                 self.children.append(self._spawn_scp())
         if self.worker is not None:
             self.worker.start()
+        if self.delivery is not None:
+            self.delivery.start()
 
     def _spawn_scp(self) -> multiprocessing.process.BaseProcess:
         # Settings travel as Python objects: a JSON dump would carry the masked secrets, not the values.
@@ -130,6 +138,8 @@ class _Runtime:
             child.join(35)
         if self.worker is not None:
             self.worker.stop()
+        if self.delivery is not None:
+            self.delivery.stop()
 
 
 def _scp_child(settings_data: dict[str, Any]) -> None:

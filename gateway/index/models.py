@@ -185,9 +185,19 @@ class Job(Base):
 
 
 class Outbox(Base):
-    """Messages waiting to be published (FHIR resources to a sink, HL7 to an MLLP peer)."""
+    """Outgoing messages (HL7 to an MLLP peer, FHIR to a sink...), see :mod:`gateway.delivery.outbox`.
+
+    A row is written in the transaction of the publication that causes it. ``message_id`` is stable across
+    retries, so a receiver can tell a duplicate; ``order_key`` (the patient) orders delivery per destination.
+    ``state``: pending → sending → sent | dead.
+    """
 
     __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("destination", "message_id", name="uq_outbox_message"),
+        Index("ix_outbox_claim", "state", "available_at"),
+        Index("ix_outbox_order", "destination", "order_key", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_fk: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
@@ -198,6 +208,13 @@ class Outbox(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    order_key: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    available_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
 
 class FhirResource(Base):

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from gateway.align.model import Link
+from gateway.delivery import enqueue_publication
 from gateway.errors import PermanentStageError, StageError
 from gateway.fhir.errors import InvalidResource
 from gateway.fhir.mapping import (
@@ -24,7 +26,7 @@ from gateway.fhir.mapping import (
     StudyData,
     build_resources,
 )
-from gateway.fhir.store import save_resources
+from gateway.fhir.store import SaveSummary, current, save_resources
 from gateway.fhir.validate import validate_resource
 from gateway.index.models import Instance, Patient, Study
 from gateway.pipeline.stage import StageContext
@@ -104,6 +106,17 @@ def publish_input(ctx: StageContext, study: Study) -> PublishInput:
     )
 
 
+def stored(session: Session, summary: SaveSummary) -> list[dict[str, Any]]:
+    """The current bodies of a publication's resources, as saved (reconciled status, meta.versionId)."""
+    out: list[dict[str, Any]] = []
+    for key in summary.versions:
+        rtype, rid = key.split("/", 1)
+        row = current(session, rtype, rid)
+        if row is not None:
+            out.append(row.body)
+    return out
+
+
 def run(ctx: StageContext, study: Study) -> dict[str, Any]:
     inp = publish_input(ctx, study)
     resources = build_resources(inp)
@@ -115,6 +128,10 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
     try:
         with ctx.sessions.begin() as session:
             summary = save_resources(session, resources, study_fk=study.id)
+            # Outgoing messages commit with the publication, or not at all (gateway.delivery.outbox).
+            queued = enqueue_publication(
+                session, ctx.settings.delivery, study_fk=study.id, resources=stored(session, summary)
+            )
     except IntegrityError as exc:  # another publisher of the same study won the race; try again
         raise StageError(f"concurrent publication of {study.study_instance_uid}") from exc
     report = [k for k in summary.versions if k.startswith("DiagnosticReport/")]
@@ -123,5 +140,6 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
         "created": summary.created,
         "updated": summary.updated,
         "unchanged": summary.unchanged,
+        "outbox": queued,
         "reports": {k: summary.versions[k] for k in report},
     }

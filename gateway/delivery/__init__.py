@@ -1,0 +1,35 @@
+"""Outgoing delivery: the durable outbox, its worker, and one module per channel (``oru``: HL7 over MLLP)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from gateway.delivery.settings import DeliverySettings
+
+__all__ = ["enqueue_publication"]
+
+
+def enqueue_publication(
+    session: Session, settings: DeliverySettings, *, study_fk: int, resources: Sequence[dict[str, Any]]
+) -> int:
+    """Queue every outgoing message a publication causes, inside the publication's transaction.
+
+    ``resources`` are the current versions as stored (with ``meta.versionId``). Returns rows queued
+    (rows already queued for the same message id are not queued again).
+    """
+    from gateway.delivery import oru
+
+    return oru.enqueue_report(session, settings.hl7, study_fk=study_fk, resources=resources)
+
+
+def build_senders(settings: DeliverySettings) -> dict[str, Any]:
+    """The real sender of each configured channel, keyed by outbox ``kind``."""
+    from gateway.delivery.oru import KIND, OruSender
+
+    senders: dict[str, Any] = {}
+    if settings.hl7:
+        senders[KIND] = OruSender(settings.hl7)
+    return senders

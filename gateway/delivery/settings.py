@@ -1,0 +1,75 @@
+"""Settings of outgoing delivery (the ``[delivery]`` section): the outbox and its destinations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Hl7Charset = Literal["UNICODE UTF-8", "8859/1", "ASCII"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MllpTls(_Section):
+    """TLS for an MLLP connection; ``ca`` verifies the receiver, ``cert``/``key`` present our identity."""
+
+    enabled: bool = False
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    server_hostname: str | None = Field(default=None, description="name checked in the receiver's cert")
+
+    @model_validator(mode="after")
+    def _pair(self) -> MllpTls:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("mllp tls: cert and key go together")
+        return self
+
+
+class Hl7Destination(_Section):
+    """An HL7 v2 receiver (an EMR or RIS interface engine) that takes ORU^R01 over MLLP."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    host: str
+    port: int = Field(ge=1, le=65535)
+    tls: MllpTls = Field(default_factory=MllpTls)
+    charset: Hl7Charset = Field(
+        default="UNICODE UTF-8", description="MSH-18; the bytes on the wire follow it"
+    )
+    text_type: Literal["TX", "FT"] = "TX"
+    include_pdf: bool = Field(default=False, description="an OBX of type ED with the report PDF in Base64")
+    image_links: Literal["wado-rs", "uid", "none"] = Field(
+        default="wado-rs",
+        description="OBX RP per linked image: a rendered-image URL, or the SOP Instance UID",
+    )
+    wado_base_url: str | None = Field(
+        default=None, description="DICOMweb base for wado-rs links; None = the gateway's own image URLs"
+    )
+    sending_application: str = "GATEWAY"
+    sending_facility: str = ""
+    receiving_application: str = ""
+    receiving_facility: str = ""
+    processing_id: Literal["P", "D", "T"] = "P"
+    connect_timeout: float = Field(default=10.0, gt=0)
+    ack_timeout: float = Field(default=30.0, gt=0)
+
+
+class DeliverySettings(_Section):
+    enabled: bool = Field(default=True, description="run the outbox worker in `serve` and `worker`")
+    max_attempts: int = Field(default=10, ge=1)
+    backoff_base: float = Field(default=5.0, gt=0, description="seconds before the first retry")
+    backoff_max: float = Field(default=900.0, gt=0)
+    lease_seconds: float = Field(default=60.0, gt=0, description="a claim older than this is taken over")
+    poll_interval: float = Field(default=0.5, gt=0)
+    hl7: list[Hl7Destination] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> DeliverySettings:
+        names = [d.name for d in self.hl7]
+        if len(names) != len(set(names)):
+            raise ValueError("delivery destination names must be unique")
+        return self
