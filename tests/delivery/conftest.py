@@ -9,7 +9,7 @@ import pytest
 # The python-hl7 peer and the sample publication live beside the HL7 tests.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hl7"))
 
-from hl7_peer import Hl7Peer  # noqa: E402
+from hl7_peer import Hl7Peer
 
 
 @pytest.fixture

@@ -13,16 +13,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
-from test_stage_align import put_read_report, seed  # noqa: E402
+from test_stage_align import put_read_report, seed
 
-from gateway.delivery import build_senders  # noqa: E402
-from gateway.delivery.worker import DeliveryWorker  # noqa: E402
-from gateway.hl7.escape import unescape  # noqa: E402
-from gateway.index.models import FhirResource, Outbox  # noqa: E402
-from gateway.pipeline.stage import StageContext  # noqa: E402
-from gateway.pipeline.stages import align as align_stage  # noqa: E402
-from gateway.pipeline.stages import publish as publish_stage  # noqa: E402
-from gateway.settings import Settings  # noqa: E402
+from gateway.delivery import build_senders
+from gateway.delivery.worker import DeliveryWorker
+from gateway.hl7.escape import unescape
+from gateway.index.models import FhirResource, Outbox
+from gateway.pipeline.stage import StageContext
+from gateway.pipeline.stages import align as align_stage
+from gateway.pipeline.stages import publish as publish_stage
+from gateway.settings import Settings
 
 
 def _publish(settings: Settings, sessions: sessionmaker[Session], study: Any) -> dict[str, Any]:
