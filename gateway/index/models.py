@@ -217,6 +217,60 @@ class Outbox(Base):
     updated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
 
+class Order(Base):
+    """An imaging order received over HL7 (ORM^O01, OMI^O23); see :mod:`gateway.hl7.orders`."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    accession_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    placer_number: Mapped[str | None] = mapped_column(String(64))
+    filler_number: Mapped[str | None] = mapped_column(String(64))
+    patient_id: Mapped[str] = mapped_column(String(64), default="")
+    issuer: Mapped[str] = mapped_column(String(64), default="")
+    requested_procedure_id: Mapped[str | None] = mapped_column(String(64))
+    requested_procedure: Mapped[str | None] = mapped_column(String(256))
+    modality: Mapped[str | None] = mapped_column(String(16))
+    study_instance_uid: Mapped[str | None] = mapped_column(String(64), index=True)
+    order_control: Mapped[str | None] = mapped_column(String(8))
+    message_type: Mapped[str] = mapped_column(String(16))
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class Mpps(Base):
+    """A Modality Performed Procedure Step (PS3.4 F.7) as the modality reported it; see
+    :mod:`gateway.dicom.mpps`. ``referenced`` lists the SOP Instance UIDs of its performed series."""
+
+    __tablename__ = "mpps"
+    __table_args__ = (UniqueConstraint("sop_instance_uid", name="uq_mpps_sop_instance_uid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64))
+    study_instance_uid: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    referenced: Mapped[list[str]] = mapped_column(JSON, default=list)
+    calling_ae: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class PatientMerge(Base):
+    """An ADT^A40 merge: ``prior_*`` was merged into ``patient_id``/``issuer``."""
+
+    __tablename__ = "patient_merges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64))
+    issuer: Mapped[str] = mapped_column(String(64), default="")
+    prior_patient_id: Mapped[str] = mapped_column(String(64))
+    prior_issuer: Mapped[str] = mapped_column(String(64), default="")
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
 class FhirResource(Base):
     """Every version of every FHIR resource the gateway publishes; ``is_current`` marks the latest."""
 

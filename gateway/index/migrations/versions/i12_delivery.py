@@ -31,8 +31,66 @@ def upgrade() -> None:
         batch_op.create_index("ix_outbox_order", ["destination", "order_key", "id"], unique=False)
         batch_op.create_unique_constraint("uq_outbox_message", ["destination", "message_id"])
 
+    op.create_table(
+        "orders",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("accession_number", sa.String(length=64), nullable=True),
+        sa.Column("placer_number", sa.String(length=64), nullable=True),
+        sa.Column("filler_number", sa.String(length=64), nullable=True),
+        sa.Column("patient_id", sa.String(length=64), nullable=False),
+        sa.Column("issuer", sa.String(length=64), nullable=False),
+        sa.Column("requested_procedure_id", sa.String(length=64), nullable=True),
+        sa.Column("requested_procedure", sa.String(length=256), nullable=True),
+        sa.Column("modality", sa.String(length=16), nullable=True),
+        sa.Column("study_instance_uid", sa.String(length=64), nullable=True),
+        sa.Column("order_control", sa.String(length=8), nullable=True),
+        sa.Column("message_type", sa.String(length=16), nullable=False),
+        sa.Column("message_id", sa.String(length=64), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.create_index("ix_orders_accession_number", ["accession_number"], unique=False)
+        batch_op.create_index("ix_orders_study_instance_uid", ["study_instance_uid"], unique=False)
+    op.create_table(
+        "mpps",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("sop_instance_uid", sa.String(length=64), nullable=False),
+        sa.Column("study_instance_uid", sa.String(length=64), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("referenced", sa.JSON(), nullable=False),
+        sa.Column("calling_ae", sa.String(length=16), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("sop_instance_uid", name="uq_mpps_sop_instance_uid"),
+    )
+    with op.batch_alter_table("mpps", schema=None) as batch_op:
+        batch_op.create_index("ix_mpps_study_instance_uid", ["study_instance_uid"], unique=False)
+    op.create_table(
+        "patient_merges",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("patient_id", sa.String(length=64), nullable=False),
+        sa.Column("issuer", sa.String(length=64), nullable=False),
+        sa.Column("prior_patient_id", sa.String(length=64), nullable=False),
+        sa.Column("prior_issuer", sa.String(length=64), nullable=False),
+        sa.Column("message_id", sa.String(length=64), nullable=True),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("patient_merges")
+    with op.batch_alter_table("mpps", schema=None) as batch_op:
+        batch_op.drop_index("ix_mpps_study_instance_uid")
+    op.drop_table("mpps")
+    with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.drop_index("ix_orders_study_instance_uid")
+        batch_op.drop_index("ix_orders_accession_number")
+    op.drop_table("orders")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_constraint("uq_outbox_message", type_="unique")
         batch_op.drop_index("ix_outbox_order")
