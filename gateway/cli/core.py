@@ -93,6 +93,11 @@ class _Runtime:
 
             self.worker = Worker(settings, self.sessions, self.metrics, PIPELINE)
         self.delivery: Any = None
+        self.orders: Any = None
+        if scp and settings.delivery.orders.enabled:
+            from gateway.hl7.listener import Hl7Listener
+
+            self.orders = Hl7Listener(settings.delivery.orders, self.sessions)
         if worker and settings.delivery.enabled:
             from gateway.delivery import build_senders
             from gateway.delivery.worker import DeliveryWorker
@@ -108,6 +113,8 @@ class _Runtime:
             self.worker.start()
         if self.delivery is not None:
             self.delivery.start()
+        if self.orders is not None:
+            self.orders.start()
 
     def _spawn_scp(self) -> multiprocessing.process.BaseProcess:
         # Settings travel as Python objects: a JSON dump would carry the masked secrets, not the values.
@@ -140,6 +147,8 @@ class _Runtime:
             self.worker.stop()
         if self.delivery is not None:
             self.delivery.stop()
+        if self.orders is not None:
+            self.orders.stop()
 
 
 def _scp_child(settings_data: dict[str, Any]) -> None:

@@ -58,6 +58,15 @@ class Hl7Destination(_Section):
     ack_timeout: float = Field(default=30.0, gt=0)
 
 
+class OrdersListener(_Section):
+    """The MLLP listener for orders (ORM^O01, OMI^O23) and patient updates (ADT^A08, ADT^A40)."""
+
+    enabled: bool = False
+    bind: str = "127.0.0.1"
+    port: int = Field(default=2575, ge=0, le=65535)
+    read_timeout: float = Field(default=300.0, gt=0, description="an idle connection is closed after this")
+
+
 class DeliverySettings(_Section):
     enabled: bool = Field(default=True, description="run the outbox worker in `serve` and `worker`")
     max_attempts: int = Field(default=10, ge=1)
@@ -66,6 +75,7 @@ class DeliverySettings(_Section):
     lease_seconds: float = Field(default=60.0, gt=0, description="a claim older than this is taken over")
     poll_interval: float = Field(default=0.5, gt=0)
     hl7: list[Hl7Destination] = Field(default_factory=list)
+    orders: OrdersListener = Field(default_factory=OrdersListener)
 
     @model_validator(mode="after")
     def _unique(self) -> DeliverySettings:

@@ -18,7 +18,7 @@ from test_stage_align import put_read_report, seed
 from gateway.delivery import build_senders
 from gateway.delivery.worker import DeliveryWorker
 from gateway.hl7.escape import unescape
-from gateway.index.models import FhirResource, Outbox
+from gateway.index.models import FhirResource, Order, Outbox
 from gateway.pipeline.stage import StageContext
 from gateway.pipeline.stages import align as align_stage
 from gateway.pipeline.stages import publish as publish_stage
@@ -107,3 +107,42 @@ def test_outbox_and_publication_commit_together(
     with sessions() as session:
         assert session.scalars(select(FhirResource)).first() is None  # no report without its messages
     assert _rows(sessions) == []
+
+
+def test_order_numbers_reach_fhir_and_oru(
+    sessions: sessionmaker[Session], tmp_path: Path, settings_factory: Callable[..., Settings]
+) -> None:
+    settings = settings_factory(delivery={"hl7": [{"name": "emr", "host": "127.0.0.1", "port": 9}]})
+    study = seed(sessions, tmp_path)
+    with sessions.begin() as session:
+        session.add(
+            Order(
+                accession_number="ACC-7",
+                placer_number="PL-7",
+                filler_number="FI-7",
+                patient_id="PAT-7",
+                requested_procedure="CT chest",
+                order_control="NW",
+                message_type="ORM^O01",
+            )
+        )
+    put_read_report(settings, sessions, study, "右肺上叶见结节（Se 2 Im 5）。")
+    _publish(settings, sessions, study)
+    with sessions() as session:
+        [request] = session.scalars(
+            select(FhirResource).where(
+                FhirResource.resource_type == "ServiceRequest", FhirResource.is_current
+            )
+        ).all()
+        report = session.scalars(
+            select(FhirResource).where(
+                FhirResource.resource_type == "DiagnosticReport", FhirResource.is_current
+            )
+        ).one()
+    types = {i["type"]["coding"][0]["code"]: i["value"] for i in request.body["identifier"]}
+    assert types == {"ACSN": "ACC-7", "PLAC": "PL-7", "FILL": "FI-7"}
+    assert request.body["code"] == {"text": "CT chest"}
+    assert report.body["basedOn"] == [{"reference": f"ServiceRequest/{request.resource_id}"}]
+    [row] = _rows(sessions)
+    obr = next(s for s in row.payload["er7"].split("\r") if s.startswith("OBR")).split("|")
+    assert (obr[2], obr[3], obr[18]) == ("PL-7", "FI-7", "ACC-7")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,9 +27,10 @@ from gateway.fhir.mapping import (
     StudyData,
     build_resources,
 )
+from gateway.fhir.order import OrderFacts, apply_order
 from gateway.fhir.store import SaveSummary, current, save_resources
 from gateway.fhir.validate import validate_resource
-from gateway.index.models import Instance, Patient, Study
+from gateway.index.models import Instance, Order, Patient, Study
 from gateway.pipeline.stage import StageContext
 from gateway.pipeline.stages.read_report import primary_report
 from gateway.settings import Settings
@@ -117,9 +119,29 @@ def stored(session: Session, summary: SaveSummary) -> list[dict[str, Any]]:
     return out
 
 
+def order_of(ctx: StageContext, study: Study) -> OrderFacts | None:
+    """The newest order received over HL7 for this study (by Study Instance UID, else accession)."""
+    keys = [Order.study_instance_uid == study.study_instance_uid]
+    if study.accession_number:
+        keys.append(Order.accession_number == study.accession_number)
+    with ctx.sessions() as session:
+        row = session.scalars(
+            select(Order).where(or_(*keys)).order_by(Order.updated_at.desc()).limit(1)
+        ).first()
+    if row is None:
+        return None
+    return OrderFacts(
+        row.placer_number,
+        row.filler_number,
+        row.requested_procedure,
+        row.requested_procedure_id,
+        row.order_control,
+    )
+
+
 def run(ctx: StageContext, study: Study) -> dict[str, Any]:
     inp = publish_input(ctx, study)
-    resources = build_resources(inp)
+    resources = apply_order(build_resources(inp), order_of(ctx, study))
     try:
         for resource in resources:
             validate_resource(resource, inp.version)
