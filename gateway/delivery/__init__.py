@@ -1,4 +1,5 @@
-"""Outgoing delivery: the durable outbox, its worker, and one module per channel (``oru``: HL7 over MLLP)."""
+"""Outgoing delivery: the durable outbox, its worker, and one module per channel (``oru``: HL7 over MLLP;
+``fhir``: transaction Bundles to a FHIR server)."""
 
 from __future__ import annotations
 
@@ -20,16 +21,20 @@ def enqueue_publication(
     ``resources`` are the current versions as stored (with ``meta.versionId``). Returns rows queued
     (rows already queued for the same message id are not queued again).
     """
-    from gateway.delivery import oru
+    from gateway.delivery import fhir_push, oru
 
-    return oru.enqueue_report(session, settings.hl7, study_fk=study_fk, resources=resources)
+    queued = oru.enqueue_report(session, settings.hl7, study_fk=study_fk, resources=resources)
+    queued += fhir_push.enqueue_report(session, settings.fhir, study_fk=study_fk, resources=resources)
+    return queued
 
 
 def build_senders(settings: DeliverySettings) -> dict[str, Any]:
     """The real sender of each configured channel, keyed by outbox ``kind``."""
-    from gateway.delivery.oru import KIND, OruSender
+    from gateway.delivery import fhir_push, oru
 
     senders: dict[str, Any] = {}
     if settings.hl7:
-        senders[KIND] = OruSender(settings.hl7)
+        senders[oru.KIND] = oru.OruSender(settings.hl7)
+    if settings.fhir:
+        senders[fhir_push.KIND] = fhir_push.FhirSender(settings.fhir)
     return senders

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 Hl7Charset = Literal["UNICODE UTF-8", "8859/1", "ASCII"]
 
@@ -58,6 +58,16 @@ class Hl7Destination(_Section):
     ack_timeout: float = Field(default=30.0, gt=0)
 
 
+class FhirDestination(_Section):
+    """A FHIR server that receives each published report as one transaction Bundle (IHE IMR RAD-141 style)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    base_url: str = Field(description="the server's base; the Bundle is POSTed to it")
+    token: SecretStr | None = Field(default=None, description="bearer token sent as Authorization")
+    ca: Path | None = Field(default=None, description="CA bundle for https; None = the system's")
+    timeout: float = Field(default=30.0, gt=0)
+
+
 class OrdersListener(_Section):
     """The MLLP listener for orders (ORM^O01, OMI^O23) and patient updates (ADT^A08, ADT^A40)."""
 
@@ -75,11 +85,12 @@ class DeliverySettings(_Section):
     lease_seconds: float = Field(default=60.0, gt=0, description="a claim older than this is taken over")
     poll_interval: float = Field(default=0.5, gt=0)
     hl7: list[Hl7Destination] = Field(default_factory=list)
+    fhir: list[FhirDestination] = Field(default_factory=list)
     orders: OrdersListener = Field(default_factory=OrdersListener)
 
     @model_validator(mode="after")
     def _unique(self) -> DeliverySettings:
-        names = [d.name for d in self.hl7]
+        names = [d.name for d in self.hl7] + [d.name for d in self.fhir]
         if len(names) != len(set(names)):
             raise ValueError("delivery destination names must be unique")
         return self
