@@ -100,9 +100,17 @@ class _Runtime:
             self.orders = Hl7Listener(settings.delivery.orders, self.sessions)
         if worker and settings.delivery.enabled:
             from gateway.delivery import build_senders
+            from gateway.delivery.subscriptions import queue_heartbeats
             from gateway.delivery.worker import DeliveryWorker
+            from gateway.pipeline.stages.publish import base_url
 
-            self.delivery = DeliveryWorker(settings.delivery, self.sessions, build_senders(settings.delivery))
+            fhir_base = f"{base_url(settings)}/fhir"
+            self.delivery = DeliveryWorker(
+                settings.delivery,
+                self.sessions,
+                build_senders(settings.delivery, self.sessions),
+                periodic=[lambda: queue_heartbeats(self.sessions, fhir_base)],
+            )
 
     def start(self) -> None:
         if self.scp is not None:
@@ -205,7 +213,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     except ImportError:
         log.warning("FHIR API not available in this build")
     else:
-        extra_routes = list(build_fhir_routes(runtime.sessions, settings, token))
+        from gateway.delivery.subscriptions import build_subscription_routes
+        from gateway.pipeline.stages.publish import base_url
+
+        # Subscription routes first: the FHIR API's catch-all answers 405 to other writes.
+        extra_routes = [
+            *build_subscription_routes(runtime.sessions, f"{base_url(settings)}/fhir", token),
+            *build_fhir_routes(runtime.sessions, settings, token),
+        ]
     app = build_app(settings, runtime.sessions, runtime.metrics, token, extra_routes=extra_routes)
     runtime.start()
     config = uvicorn.Config(

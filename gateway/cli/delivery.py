@@ -69,12 +69,22 @@ def cmd_deliver(args: argparse.Namespace, settings: Settings) -> int:
     import threading
 
     from gateway.delivery import build_senders
+    from gateway.delivery.subscriptions import queue_heartbeats
     from gateway.delivery.worker import DeliveryWorker
+    from gateway.pipeline.stages.publish import base_url
 
-    worker = DeliveryWorker(settings.delivery, _open(settings), build_senders(settings.delivery))
-    if not worker.senders:
-        logging.getLogger("gateway").error("no delivery destinations configured ([delivery] section)")
-        return 2
+    sessions = _open(settings)
+    fhir_base = f"{base_url(settings)}/fhir"
+    worker = DeliveryWorker(
+        settings.delivery,
+        sessions,
+        build_senders(settings.delivery, sessions),
+        periodic=[lambda: queue_heartbeats(sessions, fhir_base)],
+    )
+    if not (settings.delivery.hl7 or settings.delivery.fhir):
+        logging.getLogger("gateway").info(
+            "no HL7 or FHIR destinations configured; delivering subscriptions only"
+        )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -14,25 +14,34 @@ __all__ = ["enqueue_publication"]
 
 
 def enqueue_publication(
-    session: Session, settings: DeliverySettings, *, study_fk: int, resources: Sequence[dict[str, Any]]
+    session: Session,
+    settings: DeliverySettings,
+    *,
+    study_fk: int,
+    resources: Sequence[dict[str, Any]],
+    base_url: str = "",
 ) -> int:
     """Queue every outgoing message a publication causes, inside the publication's transaction.
 
     ``resources`` are the current versions as stored (with ``meta.versionId``). Returns rows queued
     (rows already queued for the same message id are not queued again).
     """
-    from gateway.delivery import fhir_push, oru
+    from gateway.delivery import fhir_push, oru, subscriptions
 
     queued = oru.enqueue_report(session, settings.hl7, study_fk=study_fk, resources=resources)
     queued += fhir_push.enqueue_report(session, settings.fhir, study_fk=study_fk, resources=resources)
+    queued += subscriptions.enqueue_report(session, base_url, study_fk=study_fk, resources=resources)
     return queued
 
 
-def build_senders(settings: DeliverySettings) -> dict[str, Any]:
-    """The real sender of each configured channel, keyed by outbox ``kind``."""
-    from gateway.delivery import fhir_push, oru
+def build_senders(settings: DeliverySettings, sessions: Any = None) -> dict[str, Any]:
+    """The real sender of each configured channel, keyed by outbox ``kind``. Subscriptions are created at
+    run time, so with an index (``sessions``) their sender is always there."""
+    from gateway.delivery import fhir_push, oru, subscriptions
 
     senders: dict[str, Any] = {}
+    if sessions is not None:
+        senders[subscriptions.KIND] = subscriptions.SubscriptionSender(sessions)
     if settings.hl7:
         senders[oru.KIND] = oru.OruSender(settings.hl7)
     if settings.fhir:

@@ -60,7 +60,7 @@ class Claimed:
 def enqueue(
     session: Session,
     *,
-    study_fk: int,
+    study_fk: int | None,
     destination: str,
     kind: str,
     message_id: str,

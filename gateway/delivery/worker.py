@@ -12,8 +12,9 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,6 +42,7 @@ class DeliveryWorker:
         senders: Mapping[str, Sender],
         *,
         owner: str | None = None,
+        periodic: Sequence[Callable[[], object]] = (),
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -48,6 +50,8 @@ class DeliveryWorker:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}:deliver"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._periodic = list(periodic)  # e.g. queueing subscription heartbeats, at most once a second
+        self._last_periodic = 0.0
 
     def run_once(self) -> bool:
         """Deliver at most one message. True if one was claimed."""
@@ -81,6 +85,10 @@ class DeliveryWorker:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
+                if self._periodic and time.monotonic() - self._last_periodic >= 1.0:
+                    self._last_periodic = time.monotonic()
+                    for task in self._periodic:
+                        task()
                 ran = self.run_once()
             except Exception:
                 log.exception("delivery loop error; retrying")

@@ -200,7 +200,7 @@ class Outbox(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    study_fk: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    study_fk: Mapped[int | None] = mapped_column(ForeignKey("studies.id"), index=True)
     destination: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -269,6 +269,26 @@ class PatientMerge(Base):
     prior_issuer: Mapped[str] = mapped_column(String(64), default="")
     message_id: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class Subscription(Base):
+    """A FHIR R4 Subscription (Subscriptions Backport IG 1.1, rest-hook); see
+    :mod:`gateway.delivery.subscriptions`. ``events`` counts event notifications since it started."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    endpoint: Mapped[str] = mapped_column(String(1024))
+    payload: Mapped[str] = mapped_column(String(16))
+    filter_patient: Mapped[str | None] = mapped_column(String(128))
+    filter_category: Mapped[str | None] = mapped_column(String(256))
+    heartbeat_period: Mapped[int | None] = mapped_column(Integer)
+    headers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    last_queued_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class FhirResource(Base):

@@ -152,7 +152,11 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
             summary = save_resources(session, resources, study_fk=study.id)
             # Outgoing messages commit with the publication, or not at all (gateway.delivery.outbox).
             queued = enqueue_publication(
-                session, ctx.settings.delivery, study_fk=study.id, resources=stored(session, summary)
+                session,
+                ctx.settings.delivery,
+                study_fk=study.id,
+                resources=stored(session, summary),
+                base_url=f"{base_url(ctx.settings)}/fhir",
             )
     except IntegrityError as exc:  # another publisher of the same study won the race; try again
         raise StageError(f"concurrent publication of {study.study_instance_uid}") from exc

@@ -18,6 +18,8 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
+        # Subscription handshakes and heartbeats belong to no study.
+        batch_op.alter_column("study_fk", existing_type=sa.Integer(), nullable=True)
         batch_op.add_column(sa.Column("message_id", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("order_key", sa.String(length=128), nullable=False, server_default=""))
         batch_op.add_column(
@@ -80,9 +82,26 @@ def upgrade() -> None:
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
+    op.create_table(
+        "subscriptions",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("endpoint", sa.String(length=1024), nullable=False),
+        sa.Column("payload", sa.String(length=16), nullable=False),
+        sa.Column("filter_patient", sa.String(length=128), nullable=True),
+        sa.Column("filter_category", sa.String(length=256), nullable=True),
+        sa.Column("heartbeat_period", sa.Integer(), nullable=True),
+        sa.Column("headers", sa.JSON(), nullable=False),
+        sa.Column("events", sa.Integer(), nullable=False),
+        sa.Column("last_queued_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("body", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("subscriptions")
     op.drop_table("patient_merges")
     with op.batch_alter_table("mpps", schema=None) as batch_op:
         batch_op.drop_index("ix_mpps_study_instance_uid")
@@ -95,6 +114,7 @@ def downgrade() -> None:
         batch_op.drop_constraint("uq_outbox_message", type_="unique")
         batch_op.drop_index("ix_outbox_order")
         batch_op.drop_index("ix_outbox_claim")
+        batch_op.alter_column("study_fk", existing_type=sa.Integer(), nullable=False)
         for column in (
             "updated_at",
             "lease_expires_at",
