@@ -108,7 +108,7 @@ class _Runtime:
             self.delivery = DeliveryWorker(
                 settings.delivery,
                 self.sessions,
-                build_senders(settings.delivery, self.sessions),
+                build_senders(settings.delivery, self.sessions, settings.ae_title),
                 periodic=[lambda: queue_heartbeats(self.sessions, fhir_base)],
             )
 

@@ -26,20 +26,25 @@ def enqueue_publication(
     ``resources`` are the current versions as stored (with ``meta.versionId``). Returns rows queued
     (rows already queued for the same message id are not queued again).
     """
-    from gateway.delivery import fhir_push, oru, subscriptions
+    from gateway.delivery import fhir_push, oru, pacs, subscriptions
 
-    queued = oru.enqueue_report(session, settings.hl7, study_fk=study_fk, resources=resources)
+    queued = pacs.enqueue_report(session, settings.pacs, study_fk=study_fk, resources=resources)
+    queued += oru.enqueue_report(session, settings.hl7, study_fk=study_fk, resources=resources)
     queued += fhir_push.enqueue_report(session, settings.fhir, study_fk=study_fk, resources=resources)
     queued += subscriptions.enqueue_report(session, base_url, study_fk=study_fk, resources=resources)
     return queued
 
 
-def build_senders(settings: DeliverySettings, sessions: Any = None) -> dict[str, Any]:
+def build_senders(
+    settings: DeliverySettings, sessions: Any = None, ae_title: str = "GATEWAY"
+) -> dict[str, Any]:
     """The real sender of each configured channel, keyed by outbox ``kind``. Subscriptions are created at
     run time, so with an index (``sessions``) their sender is always there."""
-    from gateway.delivery import fhir_push, oru, subscriptions
+    from gateway.delivery import fhir_push, oru, pacs, subscriptions
 
     senders: dict[str, Any] = {}
+    if settings.pacs:
+        senders[pacs.KIND] = pacs.PacsSender(settings.pacs, ae_title)
     if sessions is not None:
         senders[subscriptions.KIND] = subscriptions.SubscriptionSender(sessions)
     if settings.hl7:

@@ -15,7 +15,10 @@ class _Section(BaseModel):
 
 
 class MllpTls(_Section):
-    """TLS for an MLLP connection; ``ca`` verifies the receiver, ``cert``/``key`` present our identity."""
+    """TLS for an outgoing connection (MLLP or DICOM).
+
+    ``ca`` verifies the receiver; ``cert`` and ``key`` present our identity.
+    """
 
     enabled: bool = False
     ca: Path | None = None
@@ -68,6 +71,17 @@ class FhirDestination(_Section):
     timeout: float = Field(default=30.0, gt=0)
 
 
+class PacsDestination(_Section):
+    """A PACS that receives the SR and the KOS of each published report with C-STORE."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    ae_title: str = Field(min_length=1, max_length=16)
+    host: str
+    port: int = Field(ge=1, le=65535)
+    tls: MllpTls = Field(default_factory=MllpTls)
+    timeout: float = Field(default=30.0, gt=0)
+
+
 class OrdersListener(_Section):
     """The MLLP listener for orders (ORM^O01, OMI^O23) and patient updates (ADT^A08, ADT^A40)."""
 
@@ -86,11 +100,12 @@ class DeliverySettings(_Section):
     poll_interval: float = Field(default=0.5, gt=0)
     hl7: list[Hl7Destination] = Field(default_factory=list)
     fhir: list[FhirDestination] = Field(default_factory=list)
+    pacs: list[PacsDestination] = Field(default_factory=list)
     orders: OrdersListener = Field(default_factory=OrdersListener)
 
     @model_validator(mode="after")
     def _unique(self) -> DeliverySettings:
-        names = [d.name for d in self.hl7] + [d.name for d in self.fhir]
+        names = [d.name for d in self.hl7] + [d.name for d in self.fhir] + [d.name for d in self.pacs]
         if len(names) != len(set(names)):
             raise ValueError("delivery destination names must be unique")
         return self
