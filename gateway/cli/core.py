@@ -282,13 +282,19 @@ def cmd_push(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_studies(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from gateway.index.models import Study
     from gateway.index.repo import list_studies
 
     sessions = _open(settings)
     with sessions() as session:
         studies = list_studies(session)
+        # Why each study became stable (MPPS, report references, quiet timer): gateway.dicom.completion.
+        stable = dict(session.execute(select(Study.study_instance_uid, Study.stable_reason)).tuples().all())
     if args.json:
-        print(json.dumps([s.as_json() for s in studies], indent=2))
+        rows = [{**s.as_json(), "stable_reason": stable.get(s.study_instance_uid)} for s in studies]
+        print(json.dumps(rows, indent=2))
         return 0
     print(f"{'STUDY INSTANCE UID':<64} {'STATE':<10} {'STAGE':<14} {'INST':>5} {'DOCS':>4} UPDATED")
     for s in studies:
@@ -298,6 +304,8 @@ def cmd_studies(args: argparse.Namespace, settings: Settings) -> int:
         )
         if s.state_reason:
             print(f"    reason: {s.state_reason}")
+        if stable.get(s.study_instance_uid) and stable[s.study_instance_uid] != s.state_reason:
+            print(f"    stable: {stable[s.study_instance_uid]}")
     return 0
 
 

@@ -152,7 +152,8 @@ class Completion:
                 "updated_at": now,
             }
             if decision.state == "stable":
-                values.update(version=Study.version + 1, stage=None)
+                # state_reason is cleared when the pipeline ends; stable_reason stays for `gateway studies`.
+                values.update(version=Study.version + 1, stage=None, stable_reason=decision.reason)
             # Conditional: a late instance or another worker may have moved the study meanwhile.
             result = session.execute(
                 update(Study).where(Study.id == study_fk, Study.state == "receiving").values(**values)
@@ -174,5 +175,8 @@ def record_quiet(sessions: sessionmaker[Session], study_ids: Iterable[int], stab
         session.execute(
             update(Study)
             .where(Study.id.in_(ids), Study.state_reason.is_(None))
-            .values(state_reason=f"quiet timer: no instance for {stable_age:g} s")
+            .values(
+                state_reason=f"quiet timer: no instance for {stable_age:g} s",
+                stable_reason=f"quiet timer: no instance for {stable_age:g} s",
+            )
         )

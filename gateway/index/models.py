@@ -86,6 +86,7 @@ class Study(Base):
     description: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), default="receiving", index=True)
     state_reason: Mapped[str | None] = mapped_column(Text)
+    stable_reason: Mapped[str | None] = mapped_column(Text, doc="why it last became stable (completion.py)")
     stage: Mapped[str | None] = mapped_column(String(32))
     version: Mapped[int] = mapped_column(Integer, default=0)
     last_received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)

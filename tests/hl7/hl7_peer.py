@@ -89,7 +89,12 @@ class Hl7Peer:
 
             async def main() -> None:
                 self._server = await hl7.mllp.start_hl7_server(
-                    self._handle, host="127.0.0.1", port=self.port, encoding=self.encoding, ssl=self.tls
+                    self._handle,
+                    host="127.0.0.1",
+                    port=self.port,
+                    encoding=self.encoding,
+                    ssl=self.tls,
+                    limit=16 * 1024 * 1024,  # ORU^R01 with a PDF is larger than the 64 KiB default
                 )
                 self.port = self._server.sockets[0].getsockname()[1]
                 ready.set()

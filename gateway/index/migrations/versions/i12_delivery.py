@@ -17,6 +17,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("studies", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("stable_reason", sa.Text(), nullable=True))
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         # Subscription handshakes and heartbeats belong to no study.
         batch_op.alter_column("study_fk", existing_type=sa.Integer(), nullable=True)
@@ -110,6 +112,8 @@ def downgrade() -> None:
         batch_op.drop_index("ix_orders_study_instance_uid")
         batch_op.drop_index("ix_orders_accession_number")
     op.drop_table("orders")
+    with op.batch_alter_table("studies", schema=None) as batch_op:
+        batch_op.drop_column("stable_reason")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_constraint("uq_outbox_message", type_="unique")
         batch_op.drop_index("ix_outbox_order")
