@@ -67,8 +67,11 @@ def store_inbound(session: Session, inbound: Inbound) -> str:
         ):
             order.patient_id, order.issuer, order.updated_at = patient.patient_id, patient.issuer, now
             moved += 1
+        linked = _link_merged_patients(
+            session, prior.patient_id, prior.issuer or patient.issuer, patient.patient_id, patient.issuer
+        )
         # No patient identifiers at INFO: the merge row holds them.
-        log.info("patient merge recorded (ADT^A40)", extra={"orders_moved": moved})
+        log.info("patient merge recorded (ADT^A40)", extra={"orders_moved": moved, "fhir_patients": linked})
         return "merge"
     known = session.scalars(
         select(Patient).where(Patient.patient_id == patient.patient_id, Patient.issuer == patient.issuer)
@@ -79,3 +82,31 @@ def store_inbound(session: Session, inbound: Inbound) -> str:
     known.birth_date = patient.birth_date or known.birth_date
     known.sex = patient.sex or known.sex
     return "patient updated"
+
+
+def _link_merged_patients(
+    session: Session, prior_id: str, prior_issuer: str, new_id: str, new_issuer: str
+) -> int:
+    """Reflect the merge in the published FHIR Patients (R4 Patient.link): the prior one becomes inactive and
+    ``replaced-by`` the surviving one, which ``replaces`` it. New versions, in the caller's transaction."""
+    from gateway.fhir import ids
+    from gateway.fhir.store import current, save_resources
+
+    old_ref, new_ref = ids.patient_id(prior_id, prior_issuer), ids.patient_id(new_id, new_issuer)
+    changed = []
+    old_row, new_row = current(session, "Patient", old_ref), current(session, "Patient", new_ref)
+    if old_row is not None:
+        body = {k: v for k, v in old_row.body.items() if k != "meta"}
+        body["active"] = False
+        body["link"] = [{"other": {"reference": f"Patient/{new_ref}"}, "type": "replaced-by"}]
+        changed.append(body)
+    if new_row is not None and old_row is not None:
+        body = {k: v for k, v in new_row.body.items() if k != "meta"}
+        links = [
+            x for x in body.get("link", []) if x.get("other", {}).get("reference") != f"Patient/{old_ref}"
+        ]
+        body["link"] = [*links, {"other": {"reference": f"Patient/{old_ref}"}, "type": "replaces"}]
+        changed.append(body)
+    if changed:
+        save_resources(session, changed, study_fk=None)
+    return len(changed)

@@ -12,6 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.delivery.settings import OrdersListener
+from gateway.fhir.ids import patient_id
+from gateway.fhir.store import current, save_resources
+from gateway.fhir.validate import validate_resource
 from gateway.hl7.listener import Hl7Listener
 from gateway.hl7.orders import parse_inbound
 from gateway.index.models import Order, Patient, PatientMerge
@@ -120,6 +123,14 @@ def test_errors_answered(listener: Hl7Listener) -> None:
 def test_adt_update_and_merge(listener: Hl7Listener, sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as session:
         session.add(Patient(patient_id="NEW-1", issuer="HOSP", name="Old^Name"))
+        save_resources(
+            session,
+            [
+                {"resourceType": "Patient", "id": patient_id(pid, "HOSP"), "identifier": [{"value": pid}]}
+                for pid in ("OLD-1", "NEW-1")
+            ],
+            study_fk=None,
+        )
     _send(listener.port, ORM.replace("PAT-9", "OLD-1"))
     a08 = "\r".join(
         [
@@ -145,3 +156,15 @@ def test_adt_update_and_merge(listener: Hl7Listener, sessions: sessionmaker[Sess
         merge = session.scalars(select(PatientMerge)).one()
         assert (merge.prior_patient_id, merge.patient_id) == ("OLD-1", "NEW-1")
         assert session.scalars(select(Order)).one().patient_id == "NEW-1"  # the order follows the merge
+        old = current(session, "Patient", patient_id("OLD-1", "HOSP"))
+        new = current(session, "Patient", patient_id("NEW-1", "HOSP"))
+        assert old is not None and new is not None
+        assert old.body["active"] is False and old.version_id == 2
+        assert old.body["link"] == [
+            {"other": {"reference": f"Patient/{new.resource_id}"}, "type": "replaced-by"}
+        ]
+        assert new.body["link"] == [
+            {"other": {"reference": f"Patient/{old.resource_id}"}, "type": "replaces"}
+        ]
+        validate_resource(old.body)
+        validate_resource(new.body)
