@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -92,8 +93,10 @@ def test_backoff_then_dead_letter_then_retry(sessions: sessionmaker[Session]) ->
         )
         row = _state(sessions, "M1")
         if attempt < FAST.max_attempts:
-            assert state == "pending" and row.available_at is not None and row.available_at > utcnow()
-            assert outbox.claim(sessions, "w", FAST, kinds=KINDS) is None  # still backing off
+            # Deterministic on a loaded machine: the due time is the failure time plus the backoff.
+            assert state == "pending" and row.available_at is not None and row.updated_at is not None
+            wait = (row.available_at - row.updated_at).total_seconds()
+            assert wait == pytest.approx(outbox.backoff_seconds(attempt, FAST), abs=1e-3)
         else:
             assert state == "dead"
     assert _state(sessions, "M1").last_error == "AE: try 3"
@@ -153,3 +156,18 @@ def test_dead_on_arrival_keeps_its_reason(sessions: sessionmaker[Session]) -> No
     row = _state(sessions, "X")
     assert row.state == "dead" and "8859/1" in (row.last_error or "")
     assert outbox.claim(sessions, "w", FAST, kinds=KINDS) is None
+
+
+def test_not_claimed_while_backing_off(sessions: sessionmaker[Session]) -> None:
+    slow = DeliverySettings(max_attempts=3, backoff_base=60, backoff_max=60, lease_seconds=1.0)
+    study = _study(sessions)
+    _add(sessions, study, "M1")
+    claimed = outbox.claim(sessions, "w", slow, kinds=KINDS)
+    assert claimed is not None
+    assert outbox.mark_failed(sessions, claimed, "w", "AE", permanent=False, settings=slow) == "pending"
+    assert outbox.claim(sessions, "w", slow, kinds=KINDS) is None
+
+
+def test_backoff_doubles_and_caps() -> None:
+    settings = DeliverySettings(backoff_base=5, backoff_max=30)
+    assert [outbox.backoff_seconds(n, settings) for n in (1, 2, 3, 4, 5)] == [5, 10, 20, 30, 30]
