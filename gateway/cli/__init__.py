@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from gateway import __version__
 from gateway.cli import align as align_cli
 from gateway.cli import core as core_cli
+from gateway.cli import delivery as delivery_cli
 from gateway.cli import findings as findings_cli
 from gateway.cli import read as read_cli
 from gateway.cli import user as user_cli
@@ -27,7 +28,7 @@ from gateway.settings import Settings
 
 __all__ = ["build_parser", "main"]
 
-_MODULES = (core_cli, read_cli, align_cli, findings_cli, user_cli)
+_MODULES = (core_cli, read_cli, align_cli, findings_cli, user_cli, delivery_cli)
 
 # Flags that map one-to-one onto top-level settings fields.
 _SETTINGS_FLAGS = (

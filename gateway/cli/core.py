@@ -92,6 +92,25 @@ class _Runtime:
             from gateway.pipeline.worker import Worker
 
             self.worker = Worker(settings, self.sessions, self.metrics, PIPELINE)
+        self.delivery: Any = None
+        self.orders: Any = None
+        if scp and settings.delivery.orders.enabled:
+            from gateway.hl7.listener import Hl7Listener
+
+            self.orders = Hl7Listener(settings.delivery.orders, self.sessions)
+        if worker and settings.delivery.enabled:
+            from gateway.delivery import build_senders
+            from gateway.delivery.subscriptions import queue_heartbeats
+            from gateway.delivery.worker import DeliveryWorker
+            from gateway.pipeline.stages.publish import base_url
+
+            fhir_base = f"{base_url(settings)}/fhir"
+            self.delivery = DeliveryWorker(
+                settings.delivery,
+                self.sessions,
+                build_senders(settings.delivery, self.sessions, settings.ae_title),
+                periodic=[lambda: queue_heartbeats(self.sessions, fhir_base)],
+            )
 
     def start(self) -> None:
         if self.scp is not None:
@@ -100,6 +119,10 @@ class _Runtime:
                 self.children.append(self._spawn_scp())
         if self.worker is not None:
             self.worker.start()
+        if self.delivery is not None:
+            self.delivery.start()
+        if self.orders is not None:
+            self.orders.start()
 
     def _spawn_scp(self) -> multiprocessing.process.BaseProcess:
         # Settings travel as Python objects: a JSON dump would carry the masked secrets, not the values.
@@ -130,6 +153,10 @@ class _Runtime:
             child.join(35)
         if self.worker is not None:
             self.worker.stop()
+        if self.delivery is not None:
+            self.delivery.stop()
+        if self.orders is not None:
+            self.orders.stop()
 
 
 def _scp_child(settings_data: dict[str, Any]) -> None:
@@ -201,7 +228,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     except ImportError:
         log.warning("FHIR API not available in this build")
     else:
-        extra_routes = list(build_fhir_routes(runtime.sessions, settings, token))
+        from gateway.delivery.subscriptions import build_subscription_routes
+        from gateway.pipeline.stages.publish import base_url
+
+        # Subscription routes first: the FHIR API's catch-all answers 405 to other writes.
+        extra_routes = [
+            *build_subscription_routes(runtime.sessions, f"{base_url(settings)}/fhir", token),
+            *build_fhir_routes(runtime.sessions, settings, token),
+        ]
     extra_routes += _web_routes(runtime, settings, token)
     app = build_app(settings, runtime.sessions, runtime.metrics, token, extra_routes=extra_routes)
     runtime.start()
@@ -264,13 +298,19 @@ def cmd_push(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_studies(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from gateway.index.models import Study
     from gateway.index.repo import list_studies
 
     sessions = _open(settings)
     with sessions() as session:
         studies = list_studies(session)
+        # Why each study became stable (MPPS, report references, quiet timer): gateway.dicom.completion.
+        stable = dict(session.execute(select(Study.study_instance_uid, Study.stable_reason)).tuples().all())
     if args.json:
-        print(json.dumps([s.as_json() for s in studies], indent=2))
+        rows = [{**s.as_json(), "stable_reason": stable.get(s.study_instance_uid)} for s in studies]
+        print(json.dumps(rows, indent=2))
         return 0
     print(f"{'STUDY INSTANCE UID':<64} {'STATE':<10} {'STAGE':<14} {'INST':>5} {'DOCS':>4} UPDATED")
     for s in studies:
@@ -280,6 +320,8 @@ def cmd_studies(args: argparse.Namespace, settings: Settings) -> int:
         )
         if s.state_reason:
             print(f"    reason: {s.state_reason}")
+        if stable.get(s.study_instance_uid) and stable[s.study_instance_uid] != s.state_reason:
+            print(f"    stable: {stable[s.study_instance_uid]}")
     return 0
 
 

@@ -3,7 +3,14 @@
 After answering the N-ACTION we check each referenced instance against the index and the disk, then send
 N-EVENT-REPORT: event type 1 when all are held, 2 with a Failed SOP Sequence otherwise. The report goes on
 the requesting association when it is still open; otherwise over a new association to the peer's own SCP,
-when the peer's port is configured.
+when the peer's port is configured (``dicom.peers[].port``).
+
+A request must never be left without an answer (Orthanc, for one, releases the association right after the
+N-ACTION response and waits for the report on its own port; with no port configured it showed "Pending"
+forever). So when a requester without a configured port released its association before the report could
+go out, the result is logged as lost with the fix, the calling AE title is remembered, and every later
+N-ACTION from it is refused at once with status 0x0110 and an Error Comment saying why (PS3.7 C.4.2), so the
+PACS shows a failure instead of waiting.
 """
 
 from __future__ import annotations
@@ -59,6 +66,20 @@ class CommitmentResponder:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
         self._settings = settings
         self._sessions = sessions
+        self._closes_early: set[str] = set()
+
+    def peer_port(self, calling_ae: str) -> int | None:
+        peer = next((p for p in self._settings.dicom.peers if p.ae_title == calling_ae and p.port), None)
+        return peer.port if peer is not None else None
+
+    def refusal(self, calling_ae: str) -> str | None:
+        """Why an N-ACTION from ``calling_ae`` cannot be answered, or None when it can."""
+        if self.peer_port(calling_ae) is None and calling_ae in self._closes_early:
+            return (
+                f"cannot deliver the Storage Commitment result: {calling_ae} releases the association after "
+                "N-ACTION and no port is configured for it (dicom.peers[].port)"
+            )[:64]
+        return None
 
     def held(self, sop_uids: list[str]) -> dict[str, str]:
         """SOP Instance UID → SOP Class UID for instances that are indexed and whose file exists."""
@@ -105,10 +126,13 @@ class CommitmentResponder:
     def _report_on_new_association(
         self, info: Dataset, event_type: int, calling_ae: str, address: str
     ) -> None:
-        peer = next((p for p in self._settings.dicom.peers if p.ae_title == calling_ae and p.port), None)
-        if peer is None or peer.port is None:
-            log.warning(
-                "storage commitment: association closed and no port configured for the peer to reply to"
+        port = self.peer_port(calling_ae)
+        if port is None:
+            self._closes_early.add(calling_ae)
+            log.error(
+                "storage commitment result lost: the requester released the association and no port is "
+                "configured for it; set dicom.peers[].port for AE %s (its later requests are refused)",
+                calling_ae,
             )
             return
         ae = AE(ae_title=self._settings.ae_title)
@@ -120,7 +144,7 @@ class CommitmentResponder:
         role.sop_class_uid = SOP_CLASS
         role.scu_role = False
         role.scp_role = True
-        assoc = ae.associate(address, peer.port, ae_title=calling_ae, ext_neg=[role])
+        assoc = ae.associate(address, port, ae_title=calling_ae, ext_neg=[role])
         if not assoc.is_established:
             log.warning("storage commitment: could not associate with the peer to reply")
             return

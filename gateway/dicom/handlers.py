@@ -149,7 +149,7 @@ def on_c_store(event: evt.Event, ingest: Ingest, metrics: Metrics) -> int | Data
     return failure
 
 
-def on_n_action(event: evt.Event, responder: CommitmentResponder) -> tuple[int, Dataset | None]:
+def on_n_action(event: evt.Event, responder: CommitmentResponder) -> tuple[int | Dataset, Dataset | None]:
     """Accept a Storage Commitment request; the N-EVENT-REPORT follows on another thread."""
     request = cast(N_ACTION, event.request)
     if str(request.RequestedSOPClassUID) != STORAGE_COMMITMENT_SOP_CLASS:
@@ -170,6 +170,13 @@ def on_n_action(event: evt.Event, responder: CommitmentResponder) -> tuple[int, 
         return 0x0110, None
     calling = str(event.assoc.requestor.ae_title).strip()
     address = str(event.assoc.requestor.address)
+    refused = responder.refusal(calling)
+    if refused is not None:  # better a clear failure now than a result that never comes
+        log.warning("storage commitment request refused: %s", refused)
+        status = Dataset()
+        status.Status = PROCESSING_FAILURE
+        status.ErrorComment = refused
+        return status, None
     thread = threading.Thread(
         target=responder.reply,
         args=(event.assoc, transaction_uid, references, calling, address),

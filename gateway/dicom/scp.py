@@ -24,6 +24,8 @@ from gateway.dicom import handlers
 from gateway.dicom.commitment import SOP_CLASS as STORAGE_COMMITMENT
 from gateway.dicom.commitment import CommitmentResponder
 from gateway.dicom.ingest import Ingest
+from gateway.dicom.mpps import SOP_CLASS as MPPS
+from gateway.dicom.mpps import MppsScp
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 
@@ -63,6 +65,7 @@ def build_ae(settings: Settings) -> AE:
         ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(VERIFICATION, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(STORAGE_COMMITMENT, ALL_TRANSFER_SYNTAXES)
+    ae.add_supported_context(MPPS, ALL_TRANSFER_SYNTAXES)
     ae.maximum_associations = settings.dicom.max_associations
     ae.acse_timeout = settings.dicom.acse_timeout
     ae.dimse_timeout = settings.dicom.dimse_timeout
@@ -84,6 +87,7 @@ class Scp:
         self.metrics = metrics
         self.ingest = Ingest(settings, sessions, metrics)
         self.responder = CommitmentResponder(settings, sessions)
+        self.mpps = MppsScp(sessions)
         self.ae = build_ae(settings)
         self._server: ThreadedAssociationServer | None = None
         self._thread: threading.Thread | None = None
@@ -115,6 +119,8 @@ class Scp:
             (evt.EVT_C_ECHO, handlers.on_c_echo),
             (evt.EVT_C_STORE, self._on_c_store),
             (evt.EVT_N_ACTION, handlers.on_n_action, [self.responder]),
+            (evt.EVT_N_CREATE, self.mpps.on_n_create),
+            (evt.EVT_N_SET, self.mpps.on_n_set),
         ]
         address = (self.settings.dicom.bind, self.settings.dicom_port)
         server = self.ae.make_server(

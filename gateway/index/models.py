@@ -86,6 +86,7 @@ class Study(Base):
     description: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), default="receiving", index=True)
     state_reason: Mapped[str | None] = mapped_column(Text)
+    stable_reason: Mapped[str | None] = mapped_column(Text, doc="why it last became stable (completion.py)")
     stage: Mapped[str | None] = mapped_column(String(32))
     version: Mapped[int] = mapped_column(Integer, default=0)
     last_received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
@@ -185,12 +186,22 @@ class Job(Base):
 
 
 class Outbox(Base):
-    """Messages waiting to be published (FHIR resources to a sink, HL7 to an MLLP peer)."""
+    """Outgoing messages (HL7 to an MLLP peer, FHIR to a sink...), see :mod:`gateway.delivery.outbox`.
+
+    A row is written in the transaction of the publication that causes it. ``message_id`` is stable across
+    retries, so a receiver can tell a duplicate; ``order_key`` (the patient) orders delivery per destination.
+    ``state``: pending → sending → sent | dead.
+    """
 
     __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("destination", "message_id", name="uq_outbox_message"),
+        Index("ix_outbox_claim", "state", "available_at"),
+        Index("ix_outbox_order", "destination", "order_key", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    study_fk: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    study_fk: Mapped[int | None] = mapped_column(ForeignKey("studies.id"), index=True)
     destination: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -198,6 +209,87 @@ class Outbox(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    order_key: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    available_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+
+
+class Order(Base):
+    """An imaging order received over HL7 (ORM^O01, OMI^O23); see :mod:`gateway.hl7.orders`."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    accession_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    placer_number: Mapped[str | None] = mapped_column(String(64))
+    filler_number: Mapped[str | None] = mapped_column(String(64))
+    patient_id: Mapped[str] = mapped_column(String(64), default="")
+    issuer: Mapped[str] = mapped_column(String(64), default="")
+    requested_procedure_id: Mapped[str | None] = mapped_column(String(64))
+    requested_procedure: Mapped[str | None] = mapped_column(String(256))
+    modality: Mapped[str | None] = mapped_column(String(16))
+    study_instance_uid: Mapped[str | None] = mapped_column(String(64), index=True)
+    order_control: Mapped[str | None] = mapped_column(String(8))
+    message_type: Mapped[str] = mapped_column(String(16))
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class Mpps(Base):
+    """A Modality Performed Procedure Step (PS3.4 F.7) as the modality reported it; see
+    :mod:`gateway.dicom.mpps`. ``referenced`` lists the SOP Instance UIDs of its performed series."""
+
+    __tablename__ = "mpps"
+    __table_args__ = (UniqueConstraint("sop_instance_uid", name="uq_mpps_sop_instance_uid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64))
+    study_instance_uid: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    referenced: Mapped[list[str]] = mapped_column(JSON, default=list)
+    calling_ae: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class PatientMerge(Base):
+    """An ADT^A40 merge: ``prior_*`` was merged into ``patient_id``/``issuer``."""
+
+    __tablename__ = "patient_merges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64))
+    issuer: Mapped[str] = mapped_column(String(64), default="")
+    prior_patient_id: Mapped[str] = mapped_column(String(64))
+    prior_issuer: Mapped[str] = mapped_column(String(64), default="")
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class Subscription(Base):
+    """A FHIR R4 Subscription (Subscriptions Backport IG 1.1, rest-hook); see
+    :mod:`gateway.delivery.subscriptions`. ``events`` counts event notifications since it started."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    endpoint: Mapped[str] = mapped_column(String(1024))
+    payload: Mapped[str] = mapped_column(String(16))
+    filter_patient: Mapped[str | None] = mapped_column(String(128))
+    filter_category: Mapped[str | None] = mapped_column(String(256))
+    heartbeat_period: Mapped[int | None] = mapped_column(Integer)
+    headers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    last_queued_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class FhirResource(Base):

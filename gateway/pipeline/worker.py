@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.dicom.completion import Completion, record_quiet
 from gateway.errors import GatewayError, PermanentStageError
 from gateway.index.models import Study
 from gateway.metrics import Metrics
@@ -51,6 +52,7 @@ class Worker:
         self._stop = threading.Event()
         self._busy = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._completion = Completion(sessions)
 
     def _next_stage(self, name: str) -> str | None:
         names = [s.name for s in self.pipeline]
@@ -59,7 +61,10 @@ class Worker:
 
     def run_once(self) -> bool:
         """Promote stable studies, then run at most one job. True if a job ran."""
-        jobs.promote_stable(self.sessions, self.settings.stable_age, self.pipeline[0].name)
+        # Evidence first (MPPS, a report's references), then the quiet timer: gateway.dicom.completion.
+        self._completion.promote(self.pipeline[0].name)
+        quiet = jobs.promote_stable(self.sessions, self.settings.stable_age, self.pipeline[0].name)
+        record_quiet(self.sessions, quiet, self.settings.stable_age)
         claimed = jobs.claim(self.sessions, self.owner, self.settings.pipeline)
         if claimed is None:
             return False

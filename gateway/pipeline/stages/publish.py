@@ -11,9 +11,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from gateway.align.model import Link
+from gateway.delivery import enqueue_publication
 from gateway.errors import PermanentStageError, StageError
 from gateway.fhir.errors import InvalidResource
 from gateway.fhir.mapping import (
@@ -25,9 +28,10 @@ from gateway.fhir.mapping import (
     StudyData,
     build_resources,
 )
-from gateway.fhir.store import save_resources
+from gateway.fhir.order import OrderFacts, apply_order
+from gateway.fhir.store import SaveSummary, current, save_resources
 from gateway.fhir.validate import validate_resource
-from gateway.index.models import Instance, Patient, Study
+from gateway.index.models import Instance, Order, Patient, Study
 from gateway.pipeline.stage import StageContext
 from gateway.pipeline.stages.read_report import primary_report
 from gateway.settings import Settings
@@ -105,6 +109,37 @@ def publish_input(ctx: StageContext, study: Study) -> PublishInput:
     )
 
 
+def stored(session: Session, summary: SaveSummary) -> list[dict[str, Any]]:
+    """The current bodies of a publication's resources, as saved (reconciled status, meta.versionId)."""
+    out: list[dict[str, Any]] = []
+    for key in summary.versions:
+        rtype, rid = key.split("/", 1)
+        row = current(session, rtype, rid)
+        if row is not None:
+            out.append(row.body)
+    return out
+
+
+def order_of(ctx: StageContext, study: Study) -> OrderFacts | None:
+    """The newest order received over HL7 for this study (by Study Instance UID, else accession)."""
+    keys = [Order.study_instance_uid == study.study_instance_uid]
+    if study.accession_number:
+        keys.append(Order.accession_number == study.accession_number)
+    with ctx.sessions() as session:
+        row = session.scalars(
+            select(Order).where(or_(*keys)).order_by(Order.updated_at.desc()).limit(1)
+        ).first()
+    if row is None:
+        return None
+    return OrderFacts(
+        row.placer_number,
+        row.filler_number,
+        row.requested_procedure,
+        row.requested_procedure_id,
+        row.order_control,
+    )
+
+
 def run(ctx: StageContext, study: Study) -> dict[str, Any]:
     inp = publish_input(ctx, study)
     # -- reader review (gateway/ui): corrected links, the draft decision; the DICOMweb endpoint --------------
@@ -118,6 +153,7 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
     if draft_review is not None and inp.draft and inp.draft.get("sentences"):
         resources = apply_draft_review(resources, draft_review, inp)
     # -- end reader review and endpoint ---------------------------------------------------------------------
+    resources = apply_order(resources, order_of(ctx, study))
     try:
         for resource in resources:
             validate_resource(resource, inp.version)
@@ -126,6 +162,14 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
     try:
         with ctx.sessions.begin() as session:
             summary = save_resources(session, resources, study_fk=study.id)
+            # Outgoing messages commit with the publication, or not at all (gateway.delivery.outbox).
+            queued = enqueue_publication(
+                session,
+                ctx.settings.delivery,
+                study_fk=study.id,
+                resources=stored(session, summary),
+                base_url=f"{base_url(ctx.settings)}/fhir",
+            )
     except IntegrityError as exc:  # another publisher of the same study won the race; try again
         raise StageError(f"concurrent publication of {study.study_instance_uid}") from exc
     report = [k for k in summary.versions if k.startswith("DiagnosticReport/")]
@@ -134,5 +178,6 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
         "created": summary.created,
         "updated": summary.updated,
         "unchanged": summary.unchanged,
+        "outbox": queued,
         "reports": {k: summary.versions[k] for k in report},
     }

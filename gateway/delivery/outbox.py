@@ -1,0 +1,250 @@
+"""The outbox: every outgoing message as a durable row, claimed by delivery workers under a lease.
+
+A row is written in the same transaction as the publication that causes it (see
+:mod:`gateway.pipeline.stages.publish`), so a message exists exactly when its publication does. Delivery is
+at least once: a worker killed after sending but before recording it leaves the row ``sending`` under a lease
+that expires, and the next claim sends it again with the same ``message_id`` (MSH-10 for HL7), so the
+receiver can tell the duplicate.
+
+Row states::
+
+    pending ──claim──▶ sending ──ok──▶ sent
+       ▲                  │
+       └──backoff─────────┤ error, attempts left
+                          └─ error, no attempts left / permanent ──▶ dead (`gateway outbox retry ID`)
+    sending, lease expired (worker died) ──claim──▶ sending (same message id)
+
+Per destination, rows with the same ``order_key`` (the patient) go out in ``id`` order: a row is not
+claimed while an earlier row of its key is pending or sending. A dead row no longer holds the others back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from gateway.delivery.settings import DeliverySettings
+from gateway.index.models import Outbox, utcnow
+from gateway.index.repo import insert_ignore
+
+_OPEN = ("pending", "sending")
+
+
+def message_id(*parts: str | int) -> str:
+    """A stable id of at most 20 characters (HL7 2.5.1 MSH-10 is ST(20)) from what identifies a message:
+    the same publication for the same destination always gets the same id."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
+    return digest[:20].upper()
+
+
+def backoff_seconds(attempts: int, settings: DeliverySettings) -> float:
+    """Exponential backoff after ``attempts`` failed tries: base, 2·base, 4·base ... capped."""
+    return float(min(settings.backoff_base * (2 ** max(attempts - 1, 0)), settings.backoff_max))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    row_id: int
+    destination: str
+    kind: str
+    message_id: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+def enqueue(
+    session: Session,
+    *,
+    study_fk: int | None,
+    destination: str,
+    kind: str,
+    message_id: str,
+    payload: dict[str, Any],
+    order_key: str = "",
+    dead_reason: str | None = None,
+    now: dt.datetime | None = None,
+) -> None:
+    """Add a message inside the caller's transaction; the same (destination, message id) is added once.
+
+    ``dead_reason`` records a message that could not even be built for its destination: it is kept, dead,
+    so the operator sees why instead of the message silently not existing.
+    """
+    now = now or utcnow()
+    insert_ignore(
+        session,
+        Outbox,
+        {
+            "study_fk": study_fk,
+            "destination": destination,
+            "kind": kind,
+            "payload": payload,
+            "message_id": message_id,
+            "order_key": order_key[:128],
+            "state": "dead" if dead_reason else "pending",
+            "last_error": dead_reason[:4000] if dead_reason else None,
+            "attempts": 0,
+            "available_at": now,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+
+
+def claim(
+    sessions: sessionmaker[Session], owner: str, settings: DeliverySettings, *, kinds: tuple[str, ...]
+) -> Claimed | None:
+    """Claim the oldest due message of ``kinds`` that no earlier message of its patient holds back."""
+    now = utcnow()
+    earlier = aliased(Outbox)
+    held_back = exists().where(
+        earlier.destination == Outbox.destination,
+        earlier.order_key == Outbox.order_key,
+        earlier.id < Outbox.id,
+        earlier.state.in_(_OPEN),
+    )
+    with sessions.begin() as session:
+        query = (
+            select(Outbox)
+            .where(
+                Outbox.kind.in_(kinds),
+                or_(
+                    and_(Outbox.state == "pending", Outbox.available_at <= now),
+                    and_(Outbox.state == "sending", Outbox.lease_expires_at < now),
+                ),
+                ~held_back,
+            )
+            .order_by(Outbox.available_at, Outbox.id)
+            .limit(1)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=Outbox)
+        row = session.scalars(query).one_or_none()
+        if row is None:
+            return None
+        row.state = "sending"
+        row.lease_owner = owner
+        row.lease_expires_at = now + dt.timedelta(seconds=settings.lease_seconds)
+        row.attempts += 1
+        row.updated_at = now
+        return Claimed(
+            row.id, row.destination, row.kind, row.message_id or str(row.id), row.payload, row.attempts
+        )
+
+
+def _own(session: Session, claimed: Claimed, owner: str) -> Outbox | None:
+    row = session.get(Outbox, claimed.row_id)
+    if row is None or row.state != "sending" or row.lease_owner != owner:
+        return None
+    return row
+
+
+def mark_sent(sessions: sessionmaker[Session], claimed: Claimed, owner: str) -> bool:
+    """Record delivery. False if our lease was lost meanwhile (another worker may send it again)."""
+    now = utcnow()
+    with sessions.begin() as session:
+        row = _own(session, claimed, owner)
+        if row is None:
+            return False
+        row.state = "sent"
+        row.sent_at = now
+        row.updated_at = now
+        row.last_error = None
+        row.lease_owner = None
+        row.lease_expires_at = None
+        return True
+
+
+def mark_failed(
+    sessions: sessionmaker[Session],
+    claimed: Claimed,
+    owner: str,
+    reason: str,
+    *,
+    permanent: bool,
+    settings: DeliverySettings,
+) -> str:
+    """Back off and retry, or dead-letter with ``reason``. Returns the row's new state."""
+    now = utcnow()
+    with sessions.begin() as session:
+        row = _own(session, claimed, owner)
+        if row is None:
+            return "lost"
+        row.last_error = reason[:4000]
+        row.updated_at = now
+        row.lease_owner = None
+        row.lease_expires_at = None
+        if permanent or row.attempts >= settings.max_attempts:
+            row.state = "dead"
+            return "dead"
+        row.state = "pending"
+        row.available_at = now + dt.timedelta(seconds=backoff_seconds(row.attempts, settings))
+        return "pending"
+
+
+def release(sessions: sessionmaker[Session], owner: str) -> int:
+    """Give back what this worker holds (graceful stop); the attempt does not count."""
+    with sessions.begin() as session:
+        result = session.execute(
+            update(Outbox)
+            .where(Outbox.lease_owner == owner, Outbox.state == "sending")
+            .values(
+                state="pending",
+                lease_owner=None,
+                lease_expires_at=None,
+                attempts=Outbox.attempts - 1,
+                available_at=utcnow(),
+            )
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def retry(sessions: sessionmaker[Session], row_id: int) -> bool:
+    """Put a dead (or backing-off) message back in the queue now, as an operator asked."""
+    now = utcnow()
+    with sessions.begin() as session:
+        row = session.get(Outbox, row_id)
+        if row is None or row.state not in ("dead", "pending"):
+            return False
+        row.state = "pending"
+        row.attempts = 0
+        row.available_at = now
+        row.updated_at = now
+        return True
+
+
+def list_rows(session: Session, *, states: tuple[str, ...] | None = None, limit: int = 500) -> list[Outbox]:
+    query = select(Outbox).order_by(Outbox.id.desc()).limit(limit)
+    if states:
+        query = query.where(Outbox.state.in_(states))
+    return list(session.scalars(query))
+
+
+def as_json(row: Outbox) -> dict[str, Any]:
+    """A row for `gateway outbox --json`: no payload (it holds patient data)."""
+    return {
+        "id": row.id,
+        "destination": row.destination,
+        "kind": row.kind,
+        "message_id": row.message_id,
+        "state": row.state,
+        "attempts": row.attempts,
+        "created_at": row.created_at.isoformat(),
+        "available_at": row.available_at.isoformat() if row.available_at else None,
+        "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+        "last_error": row.last_error,
+    }
+
+
+def depth(sessions: sessionmaker[Session]) -> dict[tuple[str, str], int]:
+    from sqlalchemy import func
+
+    with sessions() as session:
+        rows = session.execute(
+            select(Outbox.destination, Outbox.state, func.count()).group_by(Outbox.destination, Outbox.state)
+        )
+        return {(d, s): int(n) for d, s, n in rows}
