@@ -105,6 +105,15 @@ class DicomSettings(Section):
     acse_timeout: float = 30.0
     dimse_timeout: float = 60.0
     network_timeout: float = 60.0
+    artim_timeout: float = Field(
+        default=10.0, gt=0, description="seconds a connection may stay unassociated (PS3.8 9.1.5 ARTIM)"
+    )
+    max_pending: int = Field(default=64, ge=1, description="connections that have not yet associated")
+    max_pending_per_address: int = Field(default=4, ge=1, description="the same, from one source address")
+    max_pdu_bytes: int = Field(
+        default=4 * 1024**2, ge=4096, description="maximum PDU length we announce and accept"
+    )
+    max_associate_rq_bytes: int = Field(default=256 * 1024, ge=4096, description="largest A-ASSOCIATE-RQ")
     tls: TlsSettings = Field(default_factory=TlsSettings)
 
 

@@ -22,6 +22,7 @@ from pynetdicom.dimse_primitives import C_STORE, N_ACTION
 from gateway.dicom.commitment import CommitmentResponder
 from gateway.dicom.ingest import Ingest
 from gateway.dicom.part10 import part10
+from gateway.dicom.transport import Admission
 from gateway.errors import (
     DuplicateRejected,
     IndexError_,
@@ -46,6 +47,7 @@ PROCESSING_FAILURE = 0x0110  # PS3.7 C.4.2: general processing failure
 # A-ASSOCIATE-RJ reasons (PS3.8 9.3.4): (result, source, diagnostic)
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
 REJECT_CALLED_AE = (0x01, 0x01, 0x07)
+REJECT_LOCAL_LIMIT = (0x02, 0x03, 0x02)  # transient, service provider (presentation), local limit exceeded
 
 STORAGE_COMMITMENT_SOP_CLASS = "1.2.840.10008.1.20.1"
 STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"
@@ -64,8 +66,14 @@ def peer_allowed(settings: Settings, calling_ae: str, address: str) -> tuple[boo
     return True, "known peer"
 
 
-def on_requested(event: evt.Event, settings: Settings, metrics: Metrics) -> None:
-    """Reject unknown callers and a wrong called AE title before any negotiation."""
+def on_requested(
+    event: evt.Event, settings: Settings, metrics: Metrics, admission: Admission | None = None
+) -> None:
+    """Reject unknown callers and a wrong called AE title before any negotiation; then take a slot.
+
+    Only associations that pass these checks take one of ``max_associations`` slots (``admission``);
+    connections that have not associated are counted apart, so they cannot crowd out configured peers.
+    """
     assoc = event.assoc
     primitive = assoc.requestor.primitive
     assert primitive is not None  # EVT_REQUESTED fires only after the A-ASSOCIATE-RQ arrived
@@ -76,10 +84,14 @@ def on_requested(event: evt.Event, settings: Settings, metrics: Metrics) -> None
         reason, rsd = f"called AE title {called!r} is not ours", REJECT_CALLED_AE
     else:
         ok, why = peer_allowed(settings, calling, address)
-        if ok:
+        ticket = getattr(assoc, "ticket", None)
+        if not ok:
+            reason, rsd = why, REJECT_CALLING_AE
+        elif admission is not None and ticket is not None and not admission.admit_association(ticket):
+            reason, rsd = "all association slots taken", REJECT_LOCAL_LIMIT
+        else:
             metrics.associations.labels("accepted").inc()
             return
-        reason, rsd = why, REJECT_CALLING_AE
     metrics.associations.labels("rejected").inc()
     log.warning("association rejected: %s", reason, extra={"calling_ae": calling, "peer": address})
     assoc.acse.send_reject(*rsd)
