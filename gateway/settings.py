@@ -113,6 +113,9 @@ class DicomSettings(Section):
     max_pdu_bytes: int = Field(
         default=4 * 1024**2, ge=4096, description="maximum PDU length we announce and accept"
     )
+    index_busy_timeout: float = Field(
+        default=10.0, gt=0, description="seconds a C-STORE waits for a busy index before 0xA700"
+    )
     max_associate_rq_bytes: int = Field(default=256 * 1024, ge=4096, description="largest A-ASSOCIATE-RQ")
     tls: TlsSettings = Field(default_factory=TlsSettings)
 

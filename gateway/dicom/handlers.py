@@ -17,6 +17,7 @@ from typing import cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
+from sqlalchemy.exc import SQLAlchemyError
 from pynetdicom.dimse_primitives import C_STORE, N_ACTION
 
 from gateway.dicom.commitment import CommitmentResponder
@@ -139,6 +140,8 @@ def on_c_store(event: evt.Event, ingest: Ingest, metrics: Metrics) -> int | Data
         status, reason = DUPLICATE_DIFFERENT, str(exc)
     except (StoreError, IndexError_) as exc:
         status, reason = PROCESSING_FAILURE, str(exc)
+    except SQLAlchemyError as exc:  # the index, never "cannot understand"
+        status, reason = PROCESSING_FAILURE, f"index error: {type(exc).__name__}"
     except MemoryError:
         status, reason = OUT_OF_RESOURCES, "out of memory decoding the dataset"
     except Exception as exc:  # a malformed dataset can fail anywhere inside pydicom

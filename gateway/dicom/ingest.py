@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Literal
 
 from pydicom.dataset import Dataset
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.dicom.attributes import InstanceAttributes, extract_attributes
 from gateway.dicom.structure import check_complete, dataset_offset
 from gateway.errors import DuplicateRejected, IndexError_, InvalidInstance, OutOfResources
+from gateway.index.db import BUSY_TIMEOUT, READ_ONLY, is_busy
 from gateway.index.models import Instance
 from gateway.index.repo import IdCache, record_instance
 from gateway.metrics import Metrics
@@ -46,7 +47,17 @@ class Ingest:
 
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], metrics: Metrics) -> None:
         self._settings = settings
-        self._sessions = sessions
+        bind = sessions.kw.get("bind")
+        if isinstance(bind, Engine):
+            # Writes wait for a busy index only briefly (then 0xA700, which senders retry); the duplicate
+            # check reads without taking SQLite's write lock at all.
+            wait = settings.dicom.index_busy_timeout
+            self._sessions = sessionmaker(
+                bind.execution_options(**{BUSY_TIMEOUT: wait}), expire_on_commit=False
+            )
+            self._reads = sessionmaker(bind.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+        else:
+            self._sessions = self._reads = sessions
         self._metrics = metrics
         self._root = settings.store_dir
         self._root.mkdir(parents=True, exist_ok=True)
@@ -80,8 +91,10 @@ class Ingest:
                         calling_ae=calling_ae,
                         cache=self._ids,
                     )
-            except (IntegrityError, OperationalError):
+            except (IntegrityError, OperationalError) as exc:
                 self._ids.discard()
+                if is_busy(exc):
+                    raise OutOfResources("index busy (a long write elsewhere); try again later") from exc
                 if attempt == 2:
                     raise
                 log.debug("index write raced another writer; retrying", exc_info=True)
@@ -115,12 +128,18 @@ class Ingest:
         )
 
         policy = self._settings.dicom.duplicate_policy
-        with self._sessions() as session:
-            existing = session.execute(
-                select(Instance.digest, Instance.path).where(
-                    Instance.sop_instance_uid == attrs.sop_instance_uid
-                )
-            ).one_or_none()
+        try:
+            with self._reads() as session:
+                existing = session.execute(
+                    select(Instance.digest, Instance.path).where(
+                        Instance.sop_instance_uid == attrs.sop_instance_uid
+                    )
+                ).one_or_none()
+        except SQLAlchemyError as exc:
+            log.debug("index read failed", exc_info=True)
+            if is_busy(exc):
+                raise OutOfResources("index busy; try again later") from exc
+            raise IndexError_(f"index read failed: {type(exc).__name__}") from exc
         existing_digest, existing_path = (
             (existing.digest, existing.path) if existing is not None else (None, None)
         )
@@ -157,6 +176,8 @@ class Ingest:
             # Never leave a file that the index does not know about and the sender was not told we kept.
             if not existed_on_disk:
                 path.unlink(missing_ok=True)
+            if isinstance(exc, OutOfResources):
+                raise
             # The database's message can quote patient data from the statement, so only DEBUG shows it.
             log.debug("index write failed", exc_info=True)
             raise IndexError_(f"index write failed: {type(exc).__name__}") from exc
