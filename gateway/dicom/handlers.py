@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
-from sqlalchemy.exc import SQLAlchemyError
 from pynetdicom.dimse_primitives import C_STORE, N_ACTION
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.dicom.commitment import CommitmentResponder
 from gateway.dicom.ingest import Ingest
@@ -109,27 +110,37 @@ def on_c_store(event: evt.Event, ingest: Ingest, metrics: Metrics) -> int | Data
     """Store, index, answer. Success only once the bytes are durable and indexed."""
     request = cast(C_STORE, event.request)
     calling = str(event.assoc.requestor.ae_title).strip()
-    raw_size = len(request.DataSet.getvalue()) if request.DataSet is not None else 0
+    received = getattr(request, "_dataset_path", None)  # set when pynetdicom received to a file (chunked)
     reason = ""
     try:
-        ingest.check_capacity(raw_size)
-        dataset = event.dataset
-        assert request.DataSet is not None
-        # The data set exactly as received, framed as a Part 10 file (no decode and re-encode).
-        encoded = part10(
-            request.DataSet.getvalue(),
-            str(request.AffectedSOPClassUID),
-            str(request.AffectedSOPInstanceUID),
-            str(event.context.transfer_syntax),
-        )
-        result = ingest.store(
-            encoded,
-            dataset,
-            transfer_syntax_uid=str(event.context.transfer_syntax),
-            calling_ae=calling,
-            affected_sop_instance_uid=str(request.AffectedSOPInstanceUID),
-            affected_sop_class_uid=str(request.AffectedSOPClassUID),
-        )
+        if isinstance(received, Path):
+            result = ingest.store_received(
+                received,
+                transfer_syntax_uid=str(event.context.transfer_syntax),
+                calling_ae=calling,
+                affected_sop_instance_uid=str(request.AffectedSOPInstanceUID),
+                affected_sop_class_uid=str(request.AffectedSOPClassUID),
+            )
+        else:
+            raw_size = len(request.DataSet.getvalue()) if request.DataSet is not None else 0
+            ingest.check_capacity(raw_size)
+            dataset = event.dataset
+            assert request.DataSet is not None
+            # The data set exactly as received, framed as a Part 10 file (no decode and re-encode).
+            encoded = part10(
+                request.DataSet.getvalue(),
+                str(request.AffectedSOPClassUID),
+                str(request.AffectedSOPInstanceUID),
+                str(event.context.transfer_syntax),
+            )
+            result = ingest.store(
+                encoded,
+                dataset,
+                transfer_syntax_uid=str(event.context.transfer_syntax),
+                calling_ae=calling,
+                affected_sop_instance_uid=str(request.AffectedSOPInstanceUID),
+                affected_sop_class_uid=str(request.AffectedSOPClassUID),
+            )
     except OutOfResources as exc:
         status, reason = OUT_OF_RESOURCES, str(exc)
     except UnsafeUID as exc:

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.dicom import handlers
@@ -120,6 +120,9 @@ class Scp:
         return self._server.admission if self._server is not None else None
 
     def start(self) -> None:
+        # Receive each C-STORE data set to a file as it arrives instead of into memory (pynetdicom's own
+        # option, process-wide): the handler then copies it into the store in pieces (Ingest.store_received).
+        _config.STORE_RECV_CHUNKED_DATASET = True
         if not self.settings.dicom.peers:
             log.warning("no DICOM peers configured: accepting associations from any calling AE title")
         bound: list[Any] = [

@@ -8,10 +8,12 @@ The walk reads only tags and lengths (PS3.5 section 7), so it costs little even 
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
+from typing import BinaryIO
 
-from gateway.errors import InvalidInstance
+from gateway.errors import InvalidInstance, OutOfResources
 
 # VRs with a 2-byte reserved field and a 4-byte length in explicit VR (PS3.5 Table 7.1-1).
 _LONG_VRS = frozenset(
@@ -24,6 +26,7 @@ _SEQUENCE_END = 0xFFFEE0DD
 _MAX_DEPTH = 64
 
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
 DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
 
@@ -91,16 +94,48 @@ class _Walker:
                 pos += length
 
 
-def check_complete(stream: bytes | memoryview, transfer_syntax_uid: str) -> None:
+def inflate_bounded(deflated: bytes | memoryview, out: BinaryIO, limit: int, step: int = 1 << 20) -> int:
+    """Inflate a deflated data set (PS3.5 A.5) into ``out``, never holding more than ``step`` bytes of it.
+
+    Raises :class:`OutOfResources` once the inflated size passes ``limit`` (a deflate bomb stops there),
+    :class:`InvalidInstance` for a corrupt or truncated stream, or bytes after its end other than the one
+    NUL pad that keeps the encoded length even. Returns the inflated size.
+    """
+    view = memoryview(deflated)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    pos = 0
+    try:
+        while pos < len(view) and not inflater.eof:
+            piece = view[pos : pos + step]
+            pos += len(piece)
+            data = inflater.decompress(piece, step)
+            while True:
+                total += len(data)
+                if total > limit:
+                    raise OutOfResources(f"deflated data set inflates past max_instance_bytes {limit}")
+                out.write(data)
+                if not inflater.unconsumed_tail:
+                    break
+                data = inflater.decompress(inflater.unconsumed_tail, step)
+    except zlib.error as exc:
+        raise InvalidInstance(f"deflated dataset cannot be inflated: {exc}") from exc
+    if not inflater.eof:
+        raise InvalidInstance("deflated dataset truncated")
+    trailing = len(inflater.unused_data) + (len(view) - pos)
+    if trailing > 1 or (trailing == 1 and bytes(view[-1:]) != b"\x00"):
+        raise InvalidInstance(f"{trailing} bytes of trailing data after the deflated data set")
+    return total
+
+
+def check_complete(
+    stream: bytes | memoryview, transfer_syntax_uid: str, *, max_inflated: int = 2 * 1024**3
+) -> None:
     """Raise :class:`InvalidInstance` unless ``stream`` (a dataset, no file meta) is structurally whole."""
     if transfer_syntax_uid in DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-        try:
-            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-            stream = inflater.decompress(bytes(stream))
-        except zlib.error as exc:
-            raise InvalidInstance(f"deflated dataset cannot be inflated: {exc}") from exc
-        if not inflater.eof:
-            raise InvalidInstance("deflated dataset truncated")
+        inflated = io.BytesIO()
+        inflate_bounded(stream, inflated, limit=max_inflated)
+        stream = inflated.getbuffer()
     walker = _Walker(
         stream,
         implicit=transfer_syntax_uid == IMPLICIT_VR_LITTLE_ENDIAN,
