@@ -3,15 +3,21 @@
 pydicom reads a truncated stream without complaint: a short last value comes back short, and a header cut in
 half ends the dataset early. Decoding the attributes we index cannot tell such a C-STORE from a complete
 one, yet Success means the instance was kept (PS3.4 B.2.3), so it must never be given for a truncated one.
-The walk reads only tags and lengths (PS3.5 section 7), so it costs little even for large instances.
+The walk reads only tags and lengths (PS3.5 section 7), so it costs little even for large instances. It also
+holds the one nesting limit (64) for sequences of defined and undefined length alike, so that nothing read
+later recurses without bound, and refuses File Meta Information elements (group 0002) inside the data set,
+which readers would otherwise take for the file's own.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zlib
 from typing import BinaryIO
+
+from pydicom.datadict import dictionary_VR
 
 from gateway.errors import InvalidInstance, OutOfResources
 
@@ -29,6 +35,15 @@ IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
 DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_sequence(tag: int) -> bool:
+    """In implicit VR the dictionary says which elements are sequences; private ones count as not."""
+    try:
+        return bool(dictionary_VR(tag) == "SQ")
+    except KeyError:
+        return False
 
 
 class _Walker:
@@ -66,18 +81,41 @@ class _Walker:
             tag, length, vr, pos = self._header(pos)
             if tag == _ITEM_END and end is None:
                 return pos
+            if depth == 0 and tag >> 16 == 0x0002:
+                raise InvalidInstance(
+                    f"File Meta Information element ({tag >> 16:04X},{tag & 0xFFFF:04X}) inside the data set"
+                )
             if length == _UNDEFINED:
                 # An undefined-length UN holds implicit VR little endian items (PS3.5 6.2.2).
                 inner = _Walker(self.data, implicit=True, little=True) if vr == b"UN" else self
                 pos = inner.items(pos, depth + 1)
             else:
                 self._need(pos, length)
+                if vr == b"SQ" or (self.implicit and _is_sequence(tag)):
+                    # Defined-length sequences count against the same nesting limit (PS3.5 7.5.1).
+                    self.defined_items(pos, pos + length, depth + 1)
                 pos += length
         if end is None and depth > 0:
             raise InvalidInstance("dataset truncated inside an item of undefined length")
         if pos != limit:
             raise InvalidInstance("an element runs past the end of its item")
         return pos
+
+    def defined_items(self, pos: int, end: int, depth: int) -> None:
+        """Walk the items of a defined-length sequence that ends at ``end``."""
+        if depth > _MAX_DEPTH:
+            raise InvalidInstance("sequences nested too deeply")
+        while pos < end:
+            tag, length, _vr, pos = self._header(pos)
+            if tag != _ITEM:
+                raise InvalidInstance(f"expected an item, found tag {tag:08X}")
+            if length == _UNDEFINED:
+                pos = self.elements(pos, None, depth)
+            else:
+                self._need(pos, length)
+                pos = self.elements(pos, pos + length, depth)
+        if pos != end:
+            raise InvalidInstance("an item runs past the end of its sequence")
 
     def items(self, pos: int, depth: int) -> int:
         """Walk the items of an undefined-length sequence or encapsulated value up to its delimiter."""
