@@ -85,6 +85,12 @@ class _Runtime:
             log.warning("removed temporary files left by an interrupted write", extra={"count": swept})
         self.settings = settings
         self.sessions = _open(settings)
+        if scp:
+            from gateway.dicom.ingest import sweep_unindexed
+
+            unindexed = sweep_unindexed(settings, self.sessions)
+            if unindexed:
+                log.warning("removed stored files that were never indexed", extra={"count": unindexed})
         self.metrics = Metrics()
         self.metrics.add_queue_collector(lambda: jobs.queue_depth(self.sessions))
         self.scp: Any = None

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import mmap
 import os
+import secrets
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,13 +31,13 @@ from gateway.dicom.structure import (
     dataset_offset,
     inflate_bounded,
 )
-from gateway.errors import DuplicateRejected, IndexError_, InvalidInstance, OutOfResources
+from gateway.errors import DuplicateRejected, IndexError_, InvalidInstance, OutOfResources, StoreError
 from gateway.index.db import BUSY_TIMEOUT, READ_ONLY, is_busy
 from gateway.index.models import Instance
 from gateway.index.repo import IdCache, record_instance
 from gateway.metrics import Metrics
 from gateway.settings import Settings
-from gateway.store.files import durable_write_chunks, file_chunks
+from gateway.store.files import HOST, durable_write_chunks, file_chunks, pid_alive
 from gateway.store.instances import instance_path
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,14 @@ class Ingest:
         self._root = settings.store_dir
         self._root.mkdir(parents=True, exist_ok=True)
         self._scratch = settings.data_dir / "incoming"
+        self._intents = intents_dir(settings)
         self._ids = IdCache()
+
+    def _intend(self, path: Path) -> Path:
+        self._intents.mkdir(parents=True, exist_ok=True)
+        marker = self._intents / f"{secrets.token_hex(8)}.{HOST}.{os.getpid()}"
+        marker.write_text(str(path))
+        return marker
 
     def check_capacity(self, size: int) -> None:
         """Raise :class:`OutOfResources` if an instance of ``size`` bytes must not be accepted now."""
@@ -239,18 +247,25 @@ class Ingest:
             replaced = True
 
         existed_on_disk = path.exists()
-        digest, written = durable_write_chunks(path, chunks(), fsync=self._settings.dicom.fsync)
+        # A marker names the file until its index row is committed: if the process dies in between, the
+        # start-up sweep (sweep_unindexed) removes the file unless the index knows it.
+        intent = None if existed_on_disk else self._intend(path)
         try:
+            digest, written = durable_write_chunks(path, chunks(), fsync=self._settings.dicom.fsync)
             self._record(attrs, transfer_syntax_uid, path, written, digest, calling_ae)
         except Exception as exc:
             # Never leave a file that the index does not know about and the sender was not told we kept.
             if not existed_on_disk:
                 path.unlink(missing_ok=True)
-            if isinstance(exc, OutOfResources):
+            if intent is not None:
+                intent.unlink(missing_ok=True)
+            if isinstance(exc, OutOfResources | StoreError):
                 raise
             # The database's message can quote patient data from the statement, so only DEBUG shows it.
             log.debug("index write failed", exc_info=True)
             raise IndexError_(f"index write failed: {type(exc).__name__}") from exc
+        if intent is not None:
+            intent.unlink(missing_ok=True)
         self._metrics.instances_received.inc()
         self._metrics.bytes_received.inc(written)
         return StoreResult(
@@ -260,6 +275,40 @@ class Ingest:
             path,
             written,
         )
+
+
+def intents_dir(settings: Settings) -> Path:
+    return settings.data_dir / "incoming" / "unindexed"
+
+
+def sweep_unindexed(settings: Settings, sessions: sessionmaker[Session]) -> int:
+    """At start-up: remove files a killed writer renamed into place but never indexed; return how many.
+
+    Only markers of dead processes on this host are considered, and a file is removed only if no index row
+    has its path (then no sender was told it was kept).
+    """
+    folder = intents_dir(settings)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for marker in folder.iterdir():
+        parts = marker.name.split(".")
+        if len(parts) < 3 or parts[-2] != HOST or not parts[-1].isdigit() or pid_alive(int(parts[-1])):
+            continue
+        try:
+            path = Path(marker.read_text())
+        except OSError:
+            continue
+        with sessions() as session:
+            known = session.execute(select(Instance.id).where(Instance.path == str(path))).first()
+        if known is None and path.is_file():
+            path.unlink()
+            removed += 1
+            log.warning(
+                "removed a stored file that was never indexed nor acknowledged", extra={"path": path.name}
+            )
+        marker.unlink(missing_ok=True)
+    return removed
 
 
 def _check_affected(

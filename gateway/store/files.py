@@ -23,6 +23,7 @@ TMP_PREFIX = ".tmp-"
 # Temporary names carry host and pid, so a sweep can tell a crashed writer's leftovers from a live write by
 # another process sharing the data directory (several SCP processes, or hosts on shared storage).
 _HOST = socket.gethostname().replace(".", "-")[:32] or "host"
+HOST = _HOST
 FOREIGN_TMP_MAX_AGE = 3600.0
 
 
@@ -106,6 +107,11 @@ def _make_parents(directory: Path) -> list[Path]:
     for d in reversed(missing):
         d.mkdir(exist_ok=True)
     return missing
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process ``pid`` exists on this host (a writer whose files must be left alone)."""
+    return _pid_alive(pid)
 
 
 def _pid_alive(pid: int) -> bool:
