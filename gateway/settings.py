@@ -116,6 +116,9 @@ class DicomSettings(Section):
     index_busy_timeout: float = Field(
         default=10.0, gt=0, description="seconds a C-STORE waits for a busy index before 0xA700"
     )
+    context_mismatch: Literal["refuse", "accept"] = Field(
+        default="refuse", description="a data set whose SOP class is not its presentation context's"
+    )
     max_associate_rq_bytes: int = Field(default=256 * 1024, ge=4096, description="largest A-ASSOCIATE-RQ")
     tls: TlsSettings = Field(default_factory=TlsSettings)
 

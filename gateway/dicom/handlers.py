@@ -45,6 +45,8 @@ CANNOT_UNDERSTAND = 0xC000
 INVALID_UID = 0xC001
 DUPLICATE_DIFFERENT = 0xC0D1
 PROCESSING_FAILURE = 0x0110  # PS3.7 C.4.2: general processing failure
+SOP_CLASS_NOT_SUPPORTED = 0x0122  # PS3.7 C.4.2
+VERIFICATION = "1.2.840.10008.1.1"
 
 # A-ASSOCIATE-RJ reasons (PS3.8 9.3.4): (result, source, diagnostic)
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
@@ -106,6 +108,20 @@ def on_c_echo(event: evt.Event) -> int:
     return SUCCESS
 
 
+class SopClassNotSupported(InvalidInstance):
+    """A C-STORE whose SOP class is not a storage class, or not the one of its presentation context."""
+
+
+def check_context(settings: Settings, abstract_syntax: str, affected_sop_class: str) -> None:
+    """Refuse a C-STORE of Verification, and (by policy) one whose SOP class differs from its context's."""
+    if affected_sop_class in (VERIFICATION, STORAGE_COMMITMENT_SOP_CLASS):
+        raise SopClassNotSupported(f"{affected_sop_class} is not a storage SOP class")
+    if affected_sop_class != abstract_syntax and settings.dicom.context_mismatch == "refuse":
+        raise SopClassNotSupported(
+            f"SOP class {affected_sop_class} sent on a presentation context for {abstract_syntax}"
+        )
+
+
 def on_c_store(event: evt.Event, ingest: Ingest, metrics: Metrics) -> int | Dataset:
     """Store, index, answer. Success only once the bytes are durable and indexed."""
     request = cast(C_STORE, event.request)
@@ -113,6 +129,7 @@ def on_c_store(event: evt.Event, ingest: Ingest, metrics: Metrics) -> int | Data
     received = getattr(request, "_dataset_path", None)  # set when pynetdicom received to a file (chunked)
     reason = ""
     try:
+        check_context(ingest.settings, str(event.context.abstract_syntax), str(request.AffectedSOPClassUID))
         if isinstance(received, Path):
             result = ingest.store_received(
                 received,
@@ -141,6 +158,8 @@ def on_c_store(event: evt.Event, ingest: Ingest, metrics: Metrics) -> int | Data
                 affected_sop_instance_uid=str(request.AffectedSOPInstanceUID),
                 affected_sop_class_uid=str(request.AffectedSOPClassUID),
             )
+    except SopClassNotSupported as exc:
+        status, reason = SOP_CLASS_NOT_SUPPORTED, str(exc)
     except OutOfResources as exc:
         status, reason = OUT_OF_RESOURCES, str(exc)
     except UnsafeUID as exc:

@@ -77,6 +77,10 @@ class Ingest:
         self._intents = intents_dir(settings)
         self._ids = IdCache()
 
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
     def _intend(self, path: Path) -> Path:
         self._intents.mkdir(parents=True, exist_ok=True)
         marker = self._intents / f"{secrets.token_hex(8)}.{HOST}.{os.getpid()}"

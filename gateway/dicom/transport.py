@@ -32,6 +32,8 @@ from typing import Any, cast
 
 from pynetdicom import evt
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 log = logging.getLogger(__name__)
@@ -247,6 +249,27 @@ class GatewayAssociation(Association):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.dul._run_loop_delay = DUL_IDLE_SLEEP
+
+    def _serve_request(self, msg: Any, context_id: int) -> None:
+        """Serve every C-STORE with the Storage service, whatever its Affected SOP Class says.
+
+        pynetdicom picks the service class from the Affected SOP Class UID, so a C-STORE that names
+        Verification would be answered with a C-ECHO response; here it reaches our C-STORE handler, which
+        refuses a SOP class that is not its presentation context's (``dicom.context_mismatch``).
+        """
+        context = self._accepted_cx.get(context_id)
+        if not isinstance(msg, C_STORE) or context is None or self._sent_release or not msg.is_valid_request:
+            super()._serve_request(msg, context_id)
+            return
+        try:
+            self.dimse.cancel_req = {}
+            self._is_paused = True
+            StorageServiceClass(self).SCP(msg, context)
+            self._is_paused = False
+            self.dimse.cancel_req = {}
+        except Exception:
+            log.exception("C-STORE service failed; aborting the association")
+            self.abort()
 
     def _run_reactor(self) -> None:
         """As pynetdicom's ``Association._run_reactor`` for an acceptor, but waiting on the message queue."""

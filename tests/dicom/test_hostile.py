@@ -180,3 +180,48 @@ def test_pdata_larger_than_the_negotiated_maximum_is_aborted(
     finally:
         ae.shutdown()
     assert store_one(scp.port, make_instance("ct")) == 0x0000
+
+
+def _scu(port: int, *contexts: str) -> tuple[AE, Any]:
+    ae = AE(ae_title="TEST-SCU")
+    ae.acse_timeout = 5
+    ae.dimse_timeout = 10
+    ae.network_timeout = 10
+    for context in contexts:
+        ae.add_requested_context(context, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title="GATEWAY")
+    assert assoc.is_established
+    return ae, assoc
+
+
+@pytest.mark.parametrize("policy, expected", [("refuse", 0x0122), ("accept", 0x0000)])
+def test_sr_data_set_on_a_ct_presentation_context_follows_the_policy(
+    start_scp: Callable[..., Any], make_instance: Callable[..., Dataset], policy: str, expected: int
+) -> None:
+    scp = start_scp(dicom={"context_mismatch": policy})
+    ae, assoc = _scu(scp.port, CT_IMAGE)
+    ct_context = assoc.accepted_contexts[0]
+    assoc._get_valid_context = lambda *args, **kwargs: ct_context  # the SCU sends the SR on the CT context
+    try:
+        rsp = assoc.send_c_store(make_instance("sr"))
+        assert int(rsp.Status) == expected
+        assoc.release()
+    finally:
+        ae.shutdown()
+    assert len(list(scp.settings.store_dir.rglob("*.dcm"))) == (1 if expected == 0 else 0)
+
+
+def test_c_store_of_the_verification_sop_class_gets_a_c_store_refusal(
+    start_scp: Callable[..., Any], make_instance: Callable[..., Dataset]
+) -> None:
+    scp = start_scp()
+    ae, assoc = _scu(scp.port, "1.2.840.10008.1.1")
+    ds = make_instance("ct")
+    ds.SOPClassUID = "1.2.840.10008.1.1"
+    try:
+        rsp = assoc.send_c_store(ds)
+        assert "Status" in rsp and int(rsp.Status) == 0x0122
+        assoc.release()
+    finally:
+        ae.shutdown()
+    assert not list(scp.settings.store_dir.rglob("*.dcm"))
