@@ -116,6 +116,9 @@ class DicomSettings(Section):
     index_busy_timeout: float = Field(
         default=10.0, gt=0, description="seconds a C-STORE waits for a busy index before 0xA700"
     )
+    dul_idle_sleep: float = Field(
+        default=0.001, gt=0, le=0.1, description="seconds pynetdicom's DUL thread sleeps on an idle socket"
+    )
     context_mismatch: Literal["refuse", "accept"] = Field(
         default="refuse", description="a data set whose SOP class is not its presentation context's"
     )

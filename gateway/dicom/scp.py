@@ -74,6 +74,7 @@ def limits(settings: Settings) -> Limits:
         max_associations=dicom.max_associations,
         max_associate_rq_bytes=dicom.max_associate_rq_bytes,
         max_pdu_bytes=dicom.max_pdu_bytes,
+        dul_idle_sleep=dicom.dul_idle_sleep,
     )
 
 
