@@ -108,6 +108,24 @@ class DicomSettings(Section):
     acse_timeout: float = 30.0
     dimse_timeout: float = 60.0
     network_timeout: float = 60.0
+    artim_timeout: float = Field(
+        default=10.0, gt=0, description="seconds a connection may stay unassociated (PS3.8 9.1.5 ARTIM)"
+    )
+    max_pending: int = Field(default=64, ge=1, description="connections that have not yet associated")
+    max_pending_per_address: int = Field(default=4, ge=1, description="the same, from one source address")
+    max_pdu_bytes: int = Field(
+        default=4 * 1024**2, ge=4096, description="maximum PDU length we announce and accept"
+    )
+    index_busy_timeout: float = Field(
+        default=10.0, gt=0, description="seconds a C-STORE waits for a busy index before 0xA700"
+    )
+    dul_idle_sleep: float = Field(
+        default=0.001, gt=0, le=0.1, description="seconds pynetdicom's DUL thread sleeps on an idle socket"
+    )
+    context_mismatch: Literal["refuse", "accept"] = Field(
+        default="refuse", description="a data set whose SOP class is not its presentation context's"
+    )
+    max_associate_rq_bytes: int = Field(default=256 * 1024, ge=4096, description="largest A-ASSOCIATE-RQ")
     tls: TlsSettings = Field(default_factory=TlsSettings)
 
 

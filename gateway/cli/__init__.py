@@ -23,6 +23,7 @@ from gateway.cli import delivery as delivery_cli
 from gateway.cli import findings as findings_cli
 from gateway.cli import read as read_cli
 from gateway.cli import user as user_cli
+from gateway.errors import ConfigError
 from gateway.logs import configure_logging
 from gateway.settings import Settings
 
@@ -86,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args, settings)
     except KeyboardInterrupt:
         return 130
+    except ConfigError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
     except Exception:
         logging.getLogger("gateway").exception("command %s failed", args.command)
         return 1

@@ -64,6 +64,13 @@ def _open(settings: Settings) -> Any:
     return open_index(settings.index_url, synchronous_full=settings.dicom.fsync)
 
 
+def _open_read_only(settings: Settings) -> Any:
+    """For commands that only read: no migration and no write lock (a busy pipeline cannot stall them)."""
+    from gateway.index.db import open_index_read_only
+
+    return open_index_read_only(settings.index_url)
+
+
 class _Runtime:
     """The long-running parts of a process, started and stopped in a safe order."""
 
@@ -78,6 +85,12 @@ class _Runtime:
             log.warning("removed temporary files left by an interrupted write", extra={"count": swept})
         self.settings = settings
         self.sessions = _open(settings)
+        if scp:
+            from gateway.dicom.ingest import sweep_unindexed
+
+            unindexed = sweep_unindexed(settings, self.sessions)
+            if unindexed:
+                log.warning("removed stored files that were never indexed", extra={"count": unindexed})
         self.metrics = Metrics()
         self.metrics.add_queue_collector(lambda: jobs.queue_depth(self.sessions))
         self.scp: Any = None
@@ -303,7 +316,7 @@ def cmd_studies(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.index.models import Study
     from gateway.index.repo import list_studies
 
-    sessions = _open(settings)
+    sessions = _open_read_only(settings)
     with sessions() as session:
         studies = list_studies(session)
         # Why each study became stable (MPPS, report references, quiet timer): gateway.dicom.completion.
@@ -329,7 +342,7 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.index.models import Study
     from gateway.index.repo import list_jobs
 
-    sessions = _open(settings)
+    sessions = _open_read_only(settings)
     with sessions() as session:
         rows = list_jobs(session, states=tuple(args.state) if args.state else None)
         uids = {

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_dataset
+from pydicom.tag import BaseTag, Tag
 
 from gateway.errors import InvalidInstance
 from gateway.store.uids import validate_uid
@@ -72,6 +74,39 @@ def _first_float(ds: Dataset, keyword: str) -> float | None:
         return float(value)
     except (TypeError, ValueError, IndexError):
         return None
+
+
+# The attributes extract_attributes reads; (0028,1051) Window Width has the highest tag of them.
+INDEXED_KEYWORDS = (
+    "PatientID", "IssuerOfPatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
+    "AccessionNumber", "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyDescription",
+    "SeriesInstanceUID", "Modality", "BodyPartExamined", "Laterality", "SeriesDescription", "SeriesNumber",
+    "SOPClassUID", "SOPInstanceUID", "InstanceNumber", "ViewPosition", "ImageLaterality", "Rows", "Columns",
+    "WindowCenter", "WindowWidth",
+)  # fmt: skip
+_INDEXED_TAGS: list[BaseTag | int] = [Tag(keyword) for keyword in INDEXED_KEYWORDS]
+_LAST_INDEXED = max(_INDEXED_TAGS)
+
+
+def read_indexed(fp: BinaryIO, transfer_syntax_uid: str) -> Dataset:
+    """Decode only the indexed attributes of the data set at ``fp``'s position (not deflated).
+
+    Every other element is skipped by seeking past it, and reading stops after the last indexed tag, so
+    the cost does not grow with pixel data or documents. The structure has been walked before
+    (:func:`gateway.dicom.structure.check_complete`), so lengths are known to fit.
+    """
+    implicit = transfer_syntax_uid == "1.2.840.10008.1.2"
+    little = transfer_syntax_uid != "1.2.840.10008.1.2.2"
+    try:
+        return read_dataset(
+            fp,
+            implicit,
+            little,
+            stop_when=lambda tag, _vr, _length: tag > _LAST_INDEXED,
+            specific_tags=_INDEXED_TAGS,
+        )
+    except Exception as exc:  # pydicom raises many types on malformed data
+        raise InvalidInstance(f"cannot decode dataset: {type(exc).__name__}: {exc}") from exc
 
 
 def extract_attributes(ds: Dataset) -> InstanceAttributes:

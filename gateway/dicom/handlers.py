@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_STORE, N_ACTION
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.dicom.commitment import CommitmentResponder
 from gateway.dicom.ingest import Ingest
 from gateway.dicom.part10 import part10
+from gateway.dicom.transport import Admission
 from gateway.errors import (
     DuplicateRejected,
     IndexError_,
@@ -42,10 +45,13 @@ CANNOT_UNDERSTAND = 0xC000
 INVALID_UID = 0xC001
 DUPLICATE_DIFFERENT = 0xC0D1
 PROCESSING_FAILURE = 0x0110  # PS3.7 C.4.2: general processing failure
+SOP_CLASS_NOT_SUPPORTED = 0x0122  # PS3.7 C.4.2
+VERIFICATION = "1.2.840.10008.1.1"
 
 # A-ASSOCIATE-RJ reasons (PS3.8 9.3.4): (result, source, diagnostic)
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
 REJECT_CALLED_AE = (0x01, 0x01, 0x07)
+REJECT_LOCAL_LIMIT = (0x02, 0x03, 0x02)  # transient, service provider (presentation), local limit exceeded
 
 STORAGE_COMMITMENT_SOP_CLASS = "1.2.840.10008.1.20.1"
 STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"
@@ -64,8 +70,14 @@ def peer_allowed(settings: Settings, calling_ae: str, address: str) -> tuple[boo
     return True, "known peer"
 
 
-def on_requested(event: evt.Event, settings: Settings, metrics: Metrics) -> None:
-    """Reject unknown callers and a wrong called AE title before any negotiation."""
+def on_requested(
+    event: evt.Event, settings: Settings, metrics: Metrics, admission: Admission | None = None
+) -> None:
+    """Reject unknown callers and a wrong called AE title before any negotiation; then take a slot.
+
+    Only associations that pass these checks take one of ``max_associations`` slots (``admission``);
+    connections that have not associated are counted apart, so they cannot crowd out configured peers.
+    """
     assoc = event.assoc
     primitive = assoc.requestor.primitive
     assert primitive is not None  # EVT_REQUESTED fires only after the A-ASSOCIATE-RQ arrived
@@ -76,10 +88,14 @@ def on_requested(event: evt.Event, settings: Settings, metrics: Metrics) -> None
         reason, rsd = f"called AE title {called!r} is not ours", REJECT_CALLED_AE
     else:
         ok, why = peer_allowed(settings, calling, address)
-        if ok:
+        ticket = getattr(assoc, "ticket", None)
+        if not ok:
+            reason, rsd = why, REJECT_CALLING_AE
+        elif admission is not None and ticket is not None and not admission.admit_association(ticket):
+            reason, rsd = "all association slots taken", REJECT_LOCAL_LIMIT
+        else:
             metrics.associations.labels("accepted").inc()
             return
-        reason, rsd = why, REJECT_CALLING_AE
     metrics.associations.labels("rejected").inc()
     log.warning("association rejected: %s", reason, extra={"calling_ae": calling, "peer": address})
     assoc.acse.send_reject(*rsd)
@@ -92,31 +108,58 @@ def on_c_echo(event: evt.Event) -> int:
     return SUCCESS
 
 
+class SopClassNotSupported(InvalidInstance):
+    """A C-STORE whose SOP class is not a storage class, or not the one of its presentation context."""
+
+
+def check_context(settings: Settings, abstract_syntax: str, affected_sop_class: str) -> None:
+    """Refuse a C-STORE of Verification, and (by policy) one whose SOP class differs from its context's."""
+    if affected_sop_class in (VERIFICATION, STORAGE_COMMITMENT_SOP_CLASS):
+        raise SopClassNotSupported(f"{affected_sop_class} is not a storage SOP class")
+    if affected_sop_class != abstract_syntax and settings.dicom.context_mismatch == "refuse":
+        raise SopClassNotSupported(
+            f"SOP class {affected_sop_class} sent on a presentation context for {abstract_syntax}"
+        )
+
+
 def on_c_store(event: evt.Event, ingest: Ingest, metrics: Metrics) -> int | Dataset:
     """Store, index, answer. Success only once the bytes are durable and indexed."""
     request = cast(C_STORE, event.request)
     calling = str(event.assoc.requestor.ae_title).strip()
-    raw_size = len(request.DataSet.getvalue()) if request.DataSet is not None else 0
+    received = getattr(request, "_dataset_path", None)  # set when pynetdicom received to a file (chunked)
     reason = ""
     try:
-        ingest.check_capacity(raw_size)
-        dataset = event.dataset
-        assert request.DataSet is not None
-        # The data set exactly as received, framed as a Part 10 file (no decode and re-encode).
-        encoded = part10(
-            request.DataSet.getvalue(),
-            str(request.AffectedSOPClassUID),
-            str(request.AffectedSOPInstanceUID),
-            str(event.context.transfer_syntax),
-        )
-        result = ingest.store(
-            encoded,
-            dataset,
-            transfer_syntax_uid=str(event.context.transfer_syntax),
-            calling_ae=calling,
-            affected_sop_instance_uid=str(request.AffectedSOPInstanceUID),
-            affected_sop_class_uid=str(request.AffectedSOPClassUID),
-        )
+        check_context(ingest.settings, str(event.context.abstract_syntax), str(request.AffectedSOPClassUID))
+        if isinstance(received, Path):
+            result = ingest.store_received(
+                received,
+                transfer_syntax_uid=str(event.context.transfer_syntax),
+                calling_ae=calling,
+                affected_sop_instance_uid=str(request.AffectedSOPInstanceUID),
+                affected_sop_class_uid=str(request.AffectedSOPClassUID),
+            )
+        else:
+            raw_size = len(request.DataSet.getvalue()) if request.DataSet is not None else 0
+            ingest.check_capacity(raw_size)
+            dataset = event.dataset
+            assert request.DataSet is not None
+            # The data set exactly as received, framed as a Part 10 file (no decode and re-encode).
+            encoded = part10(
+                request.DataSet.getvalue(),
+                str(request.AffectedSOPClassUID),
+                str(request.AffectedSOPInstanceUID),
+                str(event.context.transfer_syntax),
+            )
+            result = ingest.store(
+                encoded,
+                dataset,
+                transfer_syntax_uid=str(event.context.transfer_syntax),
+                calling_ae=calling,
+                affected_sop_instance_uid=str(request.AffectedSOPInstanceUID),
+                affected_sop_class_uid=str(request.AffectedSOPClassUID),
+            )
+    except SopClassNotSupported as exc:
+        status, reason = SOP_CLASS_NOT_SUPPORTED, str(exc)
     except OutOfResources as exc:
         status, reason = OUT_OF_RESOURCES, str(exc)
     except UnsafeUID as exc:
@@ -127,6 +170,8 @@ def on_c_store(event: evt.Event, ingest: Ingest, metrics: Metrics) -> int | Data
         status, reason = DUPLICATE_DIFFERENT, str(exc)
     except (StoreError, IndexError_) as exc:
         status, reason = PROCESSING_FAILURE, str(exc)
+    except SQLAlchemyError as exc:  # the index, never "cannot understand"
+        status, reason = PROCESSING_FAILURE, f"index error: {type(exc).__name__}"
     except MemoryError:
         status, reason = OUT_OF_RESOURCES, "out of memory decoding the dataset"
     except Exception as exc:  # a malformed dataset can fail anywhere inside pydicom

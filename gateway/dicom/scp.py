@@ -9,15 +9,13 @@ each process binds with ``SO_REUSEPORT`` and the kernel spreads new associations
 from __future__ import annotations
 
 import logging
-import socket
 import ssl
 import threading
 import time
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.dicom import handlers
@@ -26,21 +24,13 @@ from gateway.dicom.commitment import CommitmentResponder
 from gateway.dicom.ingest import Ingest
 from gateway.dicom.mpps import SOP_CLASS as MPPS
 from gateway.dicom.mpps import MppsScp
+from gateway.dicom.transport import Admission, GuardedServer, Limits
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
 VERIFICATION = "1.2.840.10008.1.1"
-
-
-class _ReusePortServer(ThreadedAssociationServer):
-    """An association server whose listening socket can be shared by several processes."""
-
-    def server_bind(self) -> None:
-        if hasattr(socket, "SO_REUSEPORT") and self.socket is not None:
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -66,12 +56,29 @@ def build_ae(settings: Settings) -> AE:
     ae.add_supported_context(VERIFICATION, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(STORAGE_COMMITMENT, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(MPPS, ALL_TRANSFER_SYNTAXES)
-    ae.maximum_associations = settings.dicom.max_associations
+    # Our own admission (gateway.dicom.transport) counts associations and unassociated connections apart;
+    # pynetdicom's count of connection threads would let unassociated connections take association slots.
+    ae.maximum_associations = settings.dicom.max_associations + 2 * settings.dicom.max_pending
     ae.acse_timeout = settings.dicom.acse_timeout
     ae.dimse_timeout = settings.dicom.dimse_timeout
     ae.network_timeout = settings.dicom.network_timeout
-    ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs are faster for big instances
+    # The largest P-DATA-TF we accept; a larger one is refused at its header (gateway.dicom.transport).
+    ae.maximum_pdu_size = settings.dicom.max_pdu_bytes
     return ae
+
+
+def limits(settings: Settings) -> Limits:
+    dicom = settings.dicom
+    return Limits(
+        artim_timeout=dicom.artim_timeout,
+        network_timeout=dicom.network_timeout,
+        max_pending=dicom.max_pending,
+        max_pending_per_address=dicom.max_pending_per_address,
+        max_associations=dicom.max_associations,
+        max_associate_rq_bytes=dicom.max_associate_rq_bytes,
+        max_pdu_bytes=dicom.max_pdu_bytes,
+        dul_idle_sleep=dicom.dul_idle_sleep,
+    )
 
 
 class Scp:
@@ -89,7 +96,7 @@ class Scp:
         self.responder = CommitmentResponder(settings, sessions)
         self.mpps = MppsScp(sessions)
         self.ae = build_ae(settings)
-        self._server: ThreadedAssociationServer | None = None
+        self._server: GuardedServer | None = None
         self._thread: threading.Thread | None = None
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -111,11 +118,20 @@ class Scp:
             with self._lock:
                 self._in_flight -= 1
 
+    def _on_requested(self, event: evt.Event) -> None:
+        handlers.on_requested(event, self.settings, self.metrics, self._server_admission())
+
+    def _server_admission(self) -> Admission | None:
+        return self._server.admission if self._server is not None else None
+
     def start(self) -> None:
+        # Receive each C-STORE data set to a file as it arrives instead of into memory (pynetdicom's own
+        # option, process-wide): the handler then copies it into the store in pieces (Ingest.store_received).
+        _config.STORE_RECV_CHUNKED_DATASET = True
         if not self.settings.dicom.peers:
             log.warning("no DICOM peers configured: accepting associations from any calling AE title")
         bound: list[Any] = [
-            (evt.EVT_REQUESTED, handlers.on_requested, [self.settings, self.metrics]),
+            (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, handlers.on_c_echo),
             (evt.EVT_C_STORE, self._on_c_store),
             (evt.EVT_N_ACTION, handlers.on_n_action, [self.responder]),
@@ -127,9 +143,10 @@ class Scp:
             address,
             evt_handlers=bound,
             ssl_context=tls_context(self.settings),
-            server_class=_ReusePortServer,
+            server_class=GuardedServer,
+            limits=limits(self.settings),
         )
-        assert isinstance(server, ThreadedAssociationServer)
+        assert isinstance(server, GuardedServer)
         self.ae._servers.append(server)  # as AE.start_server does, so AE.shutdown() sees it too
         self._server = server
         # serve_forever checks for shutdown once per poll interval; 0.1 s keeps stop() quick.

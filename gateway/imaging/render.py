@@ -73,9 +73,92 @@ class GreyValues:
         return np.ascontiguousarray(255 - out if self.monochrome1 else out)
 
 
-def _frame(ds: Dataset, frame: int) -> tuple[npt.NDArray[Any], str]:
+# Above this many pixels in one frame nothing is decoded at full size (a setting: ``imaging.max_pixels``).
+DEFAULT_MAX_PIXELS = 64_000_000
+_JPEG_BASELINE = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
+# SOF markers: baseline, extended, progressive, lossless (Huffman); the others are arithmetic or hierarchical.
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def jpeg_dimensions(data: bytes) -> tuple[int, int] | None:
+    """(rows, columns) from a JPEG stream's SOF header, read without decoding; None if there is none."""
+    pos = 2 if data[:2] == b"\xff\xd8" else -1
+    while 0 <= pos < len(data) - 9:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in _SOF:
+            return int.from_bytes(data[pos + 5 : pos + 7], "big"), int.from_bytes(
+                data[pos + 7 : pos + 9], "big"
+            )
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
+def _encapsulated_frame(ds: Dataset, frame: int) -> bytes | None:
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(getattr(meta, "TransferSyntaxUID", "")) if meta is not None else ""
+    if syntax not in _JPEG_BASELINE or "PixelData" not in ds:
+        return None
+    from pydicom.encaps import generate_frames
+
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    try:
+        for index, data in enumerate(generate_frames(ds.PixelData, number_of_frames=frames)):
+            if index == min(frame, frames - 1):
+                return bytes(data)
+    except Exception as exc:
+        raise ImagingError(f"cannot split encapsulated pixel data: {exc}") from exc
+    return None
+
+
+def _reduced_jpeg(data: bytes, size: tuple[int, int], max_pixels: int) -> npt.NDArray[Any]:
+    """Decode a baseline JPEG at 1/2, 1/4 or 1/8 scale (the DCT allows it; Pillow's ``draft``)."""
+    rows, cols = size
+    scale = 1
+    while scale < 8 and (rows // scale) * (cols // scale) > max_pixels:
+        scale *= 2
+    if (rows // scale) * (cols // scale) > max_pixels:
+        raise ImagingError(
+            f"JPEG frame of {rows}×{cols} pixels is above the pixel limit {max_pixels} even at 1/8 scale"
+        )
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft(image.mode, (cols // scale, rows // scale))
+            return np.asarray(image)
+    except Exception as exc:
+        raise ImagingError(f"cannot decode JPEG frame: {exc}") from exc
+
+
+def _frame(ds: Dataset, frame: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[npt.NDArray[Any], str]:
+    """Decode one frame; its size (Rows×Columns, and a JPEG's own header) is checked first."""
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise ImagingError("dataset has no pixel data")
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
+    try:
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    except (TypeError, ValueError) as exc:
+        raise ImagingError(f"unreadable Rows/Columns: {exc}") from exc
+    jpeg = _encapsulated_frame(ds, frame)
+    if jpeg is not None:
+        size = jpeg_dimensions(jpeg)
+        if size is not None and size != (rows, cols):
+            raise ImagingError(
+                f"JPEG frame of {size[0]}×{size[1]} pixels, but Rows×Columns say {rows}×{cols}"
+            )
+        if size is not None and rows * cols > max_pixels:
+            pixels = _reduced_jpeg(jpeg, size, max_pixels)
+            return pixels, ("RGB" if pixels.ndim == 3 else photometric)
+    if rows * cols > max_pixels:
+        raise ImagingError(
+            f"image of {rows}×{cols} pixels is above the pixel limit {max_pixels}; not decoded"
+        )
     try:
         pixels = ds.pixel_array  # decoded once; pydicom keeps it on the dataset
     except Exception as exc:  # pydicom raises many types for unsupported or corrupt data
@@ -83,16 +166,24 @@ def _frame(ds: Dataset, frame: int) -> tuple[npt.NDArray[Any], str]:
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if frames > 1:
         pixels = pixels[min(frame, frames - 1)]
-    return pixels, str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
+    return pixels, photometric
 
 
-def render_dataset(ds: Dataset, *, frame: int = 0, window: tuple[float, float] | None = None) -> U8:
+def render_dataset(
+    ds: Dataset,
+    *,
+    frame: int = 0,
+    window: tuple[float, float] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> U8:
     """Return the displayed image of ``ds`` as ``uint8`` (H×W grey or H×W×3 RGB).
 
     ``window`` (center, width) overrides the dataset's VOI. Without one, the first VOI LUT or window in the
-    dataset is used; without that either, the full range of the frame is stretched.
+    dataset is used; without that either, the full range of the frame is stretched. A frame above
+    ``max_pixels`` is decoded reduced when it is baseline JPEG (so the result is smaller than Rows×Columns)
+    and refused with :class:`ImagingError` otherwise.
     """
-    pixels, photometric = _frame(ds, frame)
+    pixels, photometric = _frame(ds, frame, max_pixels)
     if photometric in _COLOUR:
         if photometric == "PALETTE COLOR":
             from pydicom.pixels.processing import apply_color_lut
@@ -123,9 +214,9 @@ def render_dataset(ds: Dataset, *, frame: int = 0, window: tuple[float, float] |
     return np.ascontiguousarray(out)
 
 
-def stored_values(ds: Dataset, *, frame: int = 0) -> GreyValues | None:
+def stored_values(ds: Dataset, *, frame: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS) -> GreyValues | None:
     """The frame's values after the Modality LUT (C.11.1), or None for a colour image (no window applies)."""
-    pixels, photometric = _frame(ds, frame)
+    pixels, photometric = _frame(ds, frame, max_pixels)
     if photometric in _COLOUR:
         return None
     values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float32)
@@ -153,9 +244,11 @@ def read_dataset(path: str | Path) -> Dataset:
         raise ImagingError(f"cannot read {Path(path).name}: {exc}") from exc
 
 
-def read_and_render(path: str | Path, *, window: tuple[float, float] | None = None) -> U8:
+def read_and_render(
+    path: str | Path, *, window: tuple[float, float] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> U8:
     """Read a DICOM file and render its first frame."""
-    return render_dataset(read_dataset(path), window=window)
+    return render_dataset(read_dataset(path), window=window, max_pixels=max_pixels)
 
 
 def encode_image(

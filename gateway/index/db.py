@@ -1,8 +1,16 @@
 """Opening the index database and bringing its schema up to date.
 
-SQLite runs in WAL mode so readers never block the single writer; every SQLite transaction starts with
-``BEGIN IMMEDIATE`` so that two writers queue on the database lock (``busy_timeout``) instead of failing
-half-way with "database is locked". PostgreSQL needs neither.
+SQLite runs in WAL mode so readers never block the single writer; every SQLite write transaction starts
+with ``BEGIN IMMEDIATE`` so that two writers queue on the database lock (``busy_timeout``) instead of
+failing half-way with "database is locked". PostgreSQL needs neither.
+
+Two execution options tune a transaction (set them on the engine a caller binds its sessions to):
+
+- ``READ_ONLY``: a deferred ``BEGIN`` on SQLite, which never waits for the write lock (WAL readers see the
+  last commit). The command line's read-only commands and the SCP's duplicate check use it.
+- ``BUSY_TIMEOUT``: seconds to wait for the write lock (SQLite ``busy_timeout``) or a row lock (PostgreSQL
+  ``lock_timeout``) before the statement fails; the SCP sets it short so that a C-STORE is answered
+  0xA700 (which senders retry) instead of waiting on a long pipeline transaction.
 """
 
 from __future__ import annotations
@@ -13,11 +21,21 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.errors import ConfigError
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
+
+READ_ONLY = "gateway_read_only"
+BUSY_TIMEOUT = "gateway_busy_timeout"
+DEFAULT_BUSY_TIMEOUT = 60.0
+# PostgreSQL SQLSTATEs of a lock that was not granted in time, or a statement cancelled by a timeout.
+_PG_BUSY = {"55P03", "57014"}
 
 
 def create_index_engine(url: str, *, synchronous_full: bool = True) -> Engine:
@@ -39,10 +57,36 @@ def create_index_engine(url: str, *, synchronous_full: bool = True) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
+            options = conn.get_execution_options()
+            if options.get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+                return
+            wait_ms = int(1000 * options.get(BUSY_TIMEOUT, DEFAULT_BUSY_TIMEOUT))
+            if conn.info.get("busy_timeout_ms") != wait_ms:  # a pooled connection keeps the pragma
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={wait_ms}")
+                conn.info["busy_timeout_ms"] = wait_ms
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+
+    @event.listens_for(engine, "begin")
+    def _on_pg_begin(conn: Any) -> None:
+        wait = conn.get_execution_options().get(BUSY_TIMEOUT)
+        if wait is not None:
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(1000 * wait)}")
+
+    return engine
+
+
+def is_busy(exc: BaseException) -> bool:
+    """True when ``exc`` means the index was busy (a lock not granted in time), not broken."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if getattr(exc.orig, "sqlstate", None) in _PG_BUSY:
+        return True
+    message = str(exc.orig).lower()
+    return "database is locked" in message or "database table is locked" in message
 
 
 def migrate(engine: Engine) -> None:
@@ -52,6 +96,33 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def _head_revision() -> str | None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def open_index_read_only(url: str) -> sessionmaker[Session]:
+    """Open the index for reading only: no migration, no write lock. Raise :class:`ConfigError` if the
+    schema is not at the newest revision (a writing command - serve, scp, worker - migrates it)."""
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise ConfigError("the index does not exist yet; start the gateway once to create and migrate it")
+    engine = create_index_engine(url).execution_options(**{READ_ONLY: True})
+    try:
+        with engine.connect() as conn:
+            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
+    except SQLAlchemyError:
+        current = None
+    head = _head_revision()
+    if current != head:
+        engine.dispose()
+        raise ConfigError(
+            f"the index schema is at revision {current or 'none'}, not {head}: it needs migrating, "
+            "which a writing command (gateway serve, scp or worker) does at start-up"
+        )
+    return sessionmaker(engine, expire_on_commit=False)
 
 
 def open_index(url: str, *, synchronous_full: bool = True) -> sessionmaker[Session]:

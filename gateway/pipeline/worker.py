@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
+from pydicom.errors import InvalidDicomError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.dicom.completion import Completion, record_quiet
@@ -99,7 +100,7 @@ class Worker:
             result = stage.run(ctx, study)
         except Exception as exc:
             heartbeat.stop()
-            permanent = isinstance(exc, PermanentStageError)
+            permanent = isinstance(exc, PermanentStageError | RecursionError | InvalidDicomError)
             # Our own errors carry a message written for the operator; anything else needs its type.
             reason = str(exc) if isinstance(exc, GatewayError) else f"{type(exc).__name__}: {exc}"
             state = jobs.fail(
@@ -118,7 +119,7 @@ class Worker:
                 state,
                 reason,
                 extra=extra,
-                exc_info=not isinstance(exc, PermanentStageError),
+                exc_info=not permanent,
             )
         else:
             heartbeat.stop()

@@ -14,6 +14,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from gateway.errors import OutOfResources, StoreError
@@ -22,6 +23,7 @@ TMP_PREFIX = ".tmp-"
 # Temporary names carry host and pid, so a sweep can tell a crashed writer's leftovers from a live write by
 # another process sharing the data directory (several SCP processes, or hosts on shared storage).
 _HOST = socket.gethostname().replace(".", "-")[:32] or "host"
+HOST = _HOST
 FOREIGN_TMP_MAX_AGE = 3600.0
 
 
@@ -38,17 +40,32 @@ def durable_write(path: Path, data: bytes | memoryview, *, fsync: bool = True) -
 
     Raises :class:`OutOfResources` when the disk is full, :class:`StoreError` on other I/O errors.
     """
-    digest = hashlib.sha256(data).hexdigest()
+    return durable_write_chunks(path, [data], fsync=fsync)[0]
+
+
+def durable_write_chunks(
+    path: Path, chunks: Iterable[bytes | memoryview], *, fsync: bool = True
+) -> tuple[str, int]:
+    """As :func:`durable_write`, for content that arrives in pieces (never all in memory at once).
+
+    Each chunk is hashed and written before the next is asked for, so a chunk may reuse its buffer.
+    Returns (SHA-256 hex digest, size).
+    """
+    digest = hashlib.sha256()
+    size = 0
     # Unique per call, not only per process: two associations may write the same SOP Instance at once.
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
         new_dirs = _make_parents(path.parent)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                view = memoryview(chunk)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
             if fsync:
                 os.fsync(fd)
         finally:
@@ -64,7 +81,20 @@ def durable_write(path: Path, data: bytes | memoryview, *, fsync: bool = True) -
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise OutOfResources(f"disk full writing {path.name}") from exc
         raise StoreError(f"cannot write {path.name}: {exc.strerror}") from exc
-    return digest
+    except Exception:  # e.g. the source of the chunks failed; a crash leaves the .tmp- name for the sweep
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+    return digest.hexdigest(), size
+
+
+def file_chunks(path: Path, offset: int = 0, size: int = 1 << 20) -> Iterator[memoryview]:
+    """The bytes of ``path`` from ``offset``, in pieces that share one buffer (use each before the next)."""
+    buffer = bytearray(size)
+    with path.open("rb") as f:
+        f.seek(offset)
+        while n := f.readinto(buffer):
+            yield memoryview(buffer)[:n]
 
 
 def _make_parents(directory: Path) -> list[Path]:
@@ -77,6 +107,11 @@ def _make_parents(directory: Path) -> list[Path]:
     for d in reversed(missing):
         d.mkdir(exist_ok=True)
     return missing
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process ``pid`` exists on this host (a writer whose files must be left alone)."""
+    return _pid_alive(pid)
 
 
 def _pid_alive(pid: int) -> bool:

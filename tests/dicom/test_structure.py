@@ -100,3 +100,64 @@ def test_dataset_offset(make_instance: Callable[..., Dataset]) -> None:
     body = encoded(ds, ExplicitVRLittleEndian)
     assert dataset_offset(data) == len(data) - len(body)
     assert dataset_offset(body) == 0
+
+
+def _nested(depth: int, *, defined: bool, implicit: bool = False) -> bytes:
+    """A Content Sequence nested ``depth`` deep, with defined or undefined lengths, from raw bytes."""
+    import struct
+
+    leaf = (
+        struct.pack("<HH", 0x0040, 0xA040)
+        + (struct.pack("<I", 4) if implicit else b"CS" + struct.pack("<H", 4))
+        + b"TEXT"
+    )
+    body = leaf
+    for _ in range(depth):
+        if defined:
+            item = struct.pack("<HHI", 0xFFFE, 0xE000, len(body)) + body
+            header = struct.pack("<HH", 0x0040, 0xA730)
+            header += (
+                struct.pack("<I", len(item)) if implicit else b"SQ\x00\x00" + struct.pack("<I", len(item))
+            )
+            body = header + item
+        else:
+            item = (
+                struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+                + body
+                + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+            )
+            header = struct.pack("<HH", 0x0040, 0xA730)
+            header += (
+                struct.pack("<I", 0xFFFFFFFF) if implicit else b"SQ\x00\x00" + struct.pack("<I", 0xFFFFFFFF)
+            )
+            body = header + item + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+    return body
+
+
+@pytest.mark.parametrize("defined", [True, False])
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_one_nesting_limit_for_defined_and_undefined_lengths(defined: bool, syntax: str) -> None:
+    implicit = syntax == ImplicitVRLittleEndian
+    check_complete(_nested(20, defined=defined, implicit=implicit), syntax)
+    with pytest.raises(InvalidInstance, match="nested too deeply"):
+        check_complete(_nested(200, defined=defined, implicit=implicit), syntax)
+
+
+def test_file_meta_elements_inside_the_data_set_are_refused() -> None:
+    import struct
+
+    uid = b"1.2.840.10008.1.2\x00"
+    inside = struct.pack("<HH2sH", 0x0002, 0x0010, b"UI", len(uid)) + uid
+    with pytest.raises(InvalidInstance, match="0002"):
+        check_complete(inside + _nested(1, defined=True), ExplicitVRLittleEndian)
+
+
+def test_deflated_data_set_with_trailing_garbage_is_refused() -> None:
+    import zlib
+
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    stream = compressor.compress(_nested(2, defined=True)) + compressor.flush()
+    check_complete(stream, DeflatedExplicitVRLittleEndian)
+    check_complete(stream + b"\x00", DeflatedExplicitVRLittleEndian)  # the one pad byte to an even length
+    with pytest.raises(InvalidInstance, match="trailing"):
+        check_complete(stream + b"GARBAGE-GARBAGE", DeflatedExplicitVRLittleEndian)
