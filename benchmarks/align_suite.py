@@ -960,13 +960,12 @@ def build_case(index: int, seed: int, *, large: bool = False, tiny: bool = False
             for k in range(panels_n):
                 spec = specs[k % len(specs)] if kind in ("dx", "mr") else specs[0]
                 sl = _pick_slice(spec, rng)
-                while (
-                    any(
+                for _attempt in range(50):  # distinct slices, a few apart, where the series allows
+                    if len(spec.slices) <= 8 or not any(
                         sl.uid == p[1].uid or (p[0] is spec and abs(p[1].instance - sl.instance) < 4)
                         for p in picked
-                    )
-                    and len(spec.slices) > 8
-                ):
+                    ):
+                        break
                     sl = _pick_slice(spec, rng)
                 picked.append((spec, sl))
             shots = [screenshot(sl.values, sl.window, rng, ["plain"]) for _, sl in picked]
