@@ -26,7 +26,7 @@ from gateway.fhir.mapping import (
 )
 from gateway.fhir.store import save_resources
 from gateway.fhir.validate import validate_resource
-from gateway.index.models import Instance, Patient, Study
+from gateway.index.models import Document, Instance, Patient, Study
 from gateway.pipeline.stage import StageContext
 from gateway.pipeline.stages.read_report import primary_report
 from gateway.settings import Settings
@@ -73,6 +73,26 @@ def study_data(ctx: StageContext, study: Study) -> StudyData:
     )
 
 
+def _report_pdf(ctx: StageContext, study: Study, primary: Document | None) -> Pdf | None:
+    """The PDF of the same report instance as the read document, so that every part of the published
+    report comes from one document; without an instance to match (a document read from elsewhere), the
+    newest extracted PDF."""
+    pdfs = [d for d in ctx.documents(study, stage="extract", kind="report-pdf") if d.path]
+    if primary is not None and primary.instance_fk is not None:
+        pdfs = [d for d in pdfs if d.instance_fk == primary.instance_fk]
+    elif primary is not None and pdfs:
+        pdfs = [max(pdfs, key=lambda d: (d.instance_fk or 0, d.id))]
+    if not pdfs or not Path(str(pdfs[-1].path)).is_file():
+        return None
+    chosen = pdfs[-1]
+    report_uid = None
+    if chosen.instance_fk is not None:
+        with ctx.sessions() as session:
+            inst = session.get(Instance, chosen.instance_fk)
+            report_uid = inst.sop_instance_uid if inst else None
+    return Pdf(Path(str(chosen.path)).read_bytes(), report_uid)
+
+
 def publish_input(ctx: StageContext, study: Study) -> PublishInput:
     docs = ctx.documents(study, stage="read_report", kind="document")
     primary = primary_report(docs)
@@ -83,15 +103,7 @@ def publish_input(ctx: StageContext, study: Study) -> PublishInput:
     )
     drafts = ctx.documents(study, stage="draft_findings", kind="draft")
     draft = dict(drafts[-1].content or {}) if drafts else None
-    pdf = None
-    pdfs = ctx.documents(study, stage="extract", kind="report-pdf")
-    if pdfs and pdfs[-1].path and Path(pdfs[-1].path).is_file():
-        report_uid = None
-        if pdfs[-1].instance_fk is not None:
-            with ctx.sessions() as session:
-                inst = session.get(Instance, pdfs[-1].instance_fk)
-                report_uid = inst.sop_instance_uid if inst else None
-        pdf = Pdf(Path(pdfs[-1].path).read_bytes(), report_uid)
+    pdf = _report_pdf(ctx, study, primary)
     return PublishInput(
         study=study_data(ctx, study),
         base_url=base_url(ctx.settings),
