@@ -117,33 +117,95 @@ def _instant(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def dicom_date(value: str | None) -> str | None:
+    """DA (PS3.5 6.2, YYYYMMDD) → FHIR date, or None for an empty, placeholder (00000000) or impossible
+    value (20261340): a DICOM date FHIR would reject must not stop a report from being published."""
+    if not value or len(value) < 8 or not value[:8].isascii() or not value[:8].isdigit():
+        return None
+    try:
+        day = dt.date(int(value[0:4]), int(value[4:6]), int(value[6:8]))
+    except ValueError:
+        return None
+    return day.isoformat() if day.year >= 1800 else None
+
+
+def _dicom_time(value: str | None) -> tuple[int, int, int] | None:
+    digits = (value or "").split(".")[0].strip()
+    if len(digits) < 4 or not digits.isascii() or not digits.isdigit():
+        return None
+    hh, mm, ss = int(digits[0:2]), int(digits[2:4]), int(digits[4:6]) if len(digits) >= 6 else 0
+    if hh > 23 or mm > 59 or ss > 59:
+        return None
+    return hh, mm, ss
+
+
 def dicom_datetime(date: str | None, time: str | None, zone: str) -> str | None:
     """DA + TM (PS3.5 6.2) → FHIR dateTime; a time needs an offset, taken from the configured zone."""
-    if not date or len(date) < 8 or not date[:8].isdigit():
+    day = dicom_date(date)
+    if day is None:
         return None
-    day = f"{date[0:4]}-{date[4:6]}-{date[6:8]}"
-    digits = (time or "").split(".")[0]
-    if len(digits) < 4 or not digits.isdigit():
+    hms = _dicom_time(time)
+    if hms is None:
         return day
-    hh, mm, ss = int(digits[0:2]), int(digits[2:4]), int(digits[4:6] or 0) if len(digits) >= 6 else 0
-    try:
-        local = dt.datetime(int(date[0:4]), int(date[4:6]), int(date[6:8]), hh, mm, ss, tzinfo=ZoneInfo(zone))
-    except ValueError:
-        return day
+    d = dt.date.fromisoformat(day)
+    local = dt.datetime(d.year, d.month, d.day, *hms, tzinfo=ZoneInfo(zone))
     return local.isoformat(timespec="seconds")
 
 
+def date_warnings(study: StudyData) -> list[str]:
+    """Why a DICOM date or time of the study was left out, naming only the attribute (never its value)."""
+    out = []
+    if study.patient.birth_date and dicom_date(study.patient.birth_date) is None:
+        out.append("PatientBirthDate is not a valid date; left out of Patient")
+    if study.study_date and dicom_date(study.study_date) is None:
+        out.append("StudyDate is not a valid date; left out of ImagingStudy, DiagnosticReport, Observation")
+    elif study.study_date and study.study_time and _dicom_time(study.study_time) is None:
+        out.append("StudyTime is not a valid time; only the date is used")
+    return out
+
+
+#: ISO 21090 name representation of the PN component groups (PS3.5 6.2.1.2): alphabetic, ideographic,
+#: phonetic.
+_NAME_REPRESENTATION = "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation"
+_GROUP_CODES = ("ABC", "IDE", "SYL")
+
+
+def _is_east_asian(text: str) -> bool:
+    """Whether ``text`` is written in a script whose names run family name first with no space between
+    the parts: Han ideographs, kana, Hangul (by Unicode character name, so accented Latin stays Latin)."""
+    import unicodedata
+
+    for ch in text:
+        if ch.isascii() or not ch.isalpha():
+            continue
+        name = unicodedata.name(ch, "")
+        if name.startswith(("CJK ", "HIRAGANA", "KATAKANA", "HANGUL", "HALFWIDTH KATAKANA")):
+            return True
+    return False
+
+
 def _human_names(pn: str | None) -> list[dict[str, Any]]:
-    """PN (PS3.5 6.2.1): up to three component groups (alphabetic, ideographic, phonetic) of ^-parts."""
+    """PN (PS3.5 6.2.1): up to three component groups (alphabetic, ideographic, phonetic) of ^-parts.
+
+    The display order comes from the group and the script of its characters: Latin (accented or not) as
+    "given family"; Han, kana and Hangul as family then given, with no space in the alphabetic and
+    ideographic groups and one space in the phonetic group (kana readings are written apart).
+    """
     out: list[dict[str, Any]] = []
-    for group in (pn or "").split("=")[:2]:
+    for group_index, group in enumerate((pn or "").split("=")[:3]):
         parts = group.split("^")
         family = parts[0].strip() if parts else ""
         given = [p.strip() for p in parts[1:3] if p.strip()]
         if not family and not given:
             continue
+        if _is_east_asian(family + "".join(given)):
+            joiner = " " if group_index == 2 else ""
+            text = joiner.join([family, *given]) if family else joiner.join(given)
+        else:
+            text = " ".join([*given, family]).strip()
         name: dict[str, Any] = {
-            "text": " ".join([*given, family]) if family.isascii() else family + "".join(given)
+            "extension": [{"url": _NAME_REPRESENTATION, "valueCode": _GROUP_CODES[group_index]}],
+            "text": text,
         }
         if family:
             name["family"] = family
@@ -195,8 +257,9 @@ def patient_resource(p: PatientData) -> Resource:
         res["name"] = names
     gender = {"M": "male", "F": "female", "O": "other"}.get((p.sex or "").upper())
     res["gender"] = gender or "unknown"
-    if p.birth_date and len(p.birth_date) == 8 and p.birth_date.isdigit():
-        res["birthDate"] = f"{p.birth_date[0:4]}-{p.birth_date[4:6]}-{p.birth_date[6:8]}"
+    birth = dicom_date(p.birth_date)
+    if birth:
+        res["birthDate"] = birth
     return res
 
 
@@ -513,12 +576,17 @@ def _narrative(sentences: Sequence[_Sentence], inp: PublishInput) -> dict[str, s
                 body.append("</p>")
             body.append("<p>")
             current = s.paragraph
-        targets = [t for t in (_image_target(inp, link) for link in s.links) if t is not None]
+        targets = list(dict.fromkeys(t for t in (_image_target(inp, link) for link in s.links) if t))
+        # One id per sentence (ids are unique in the document); the marker class names the target type
+        # and each target is a relative reference, so a sentence citing an image twice stays valid XHTML.
+        sid = f"s{s.paragraph}-{s.index}"
         if targets:
-            rtype, rid = targets[0]
-            body.append(f'<span class="imr-ref-{rtype}" id="{rtype}-{rid}">{html.escape(s.text)}</span>')
+            refs = "".join(f' <a href="{t}/{i}">[{t}]</a>' for t, i in targets)
+            body.append(
+                f'<span class="imr-ref-{targets[0][0]}" id="{sid}">{html.escape(s.text)}{refs}</span>'
+            )
         else:
-            body.append(f"<span>{html.escape(s.text)}</span>")
+            body.append(f'<span id="{sid}">{html.escape(s.text)}</span>')
     if current is not None:
         body.append("</p>")
     if not body:

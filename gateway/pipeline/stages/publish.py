@@ -7,6 +7,7 @@ Observations are missing. Content equal to the current version adds no version (
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from gateway.fhir.mapping import (
     SeriesData,
     StudyData,
     build_resources,
+    date_warnings,
 )
 from gateway.fhir.store import save_resources
 from gateway.fhir.validate import validate_resource
@@ -30,6 +32,8 @@ from gateway.index.models import Document, Instance, Patient, Study
 from gateway.pipeline.stage import StageContext
 from gateway.pipeline.stages.read_report import primary_report
 from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def base_url(settings: Settings) -> str:
@@ -118,6 +122,9 @@ def publish_input(ctx: StageContext, study: Study) -> PublishInput:
 
 def run(ctx: StageContext, study: Study) -> dict[str, Any]:
     inp = publish_input(ctx, study)
+    warnings = date_warnings(inp.study)
+    for warning in warnings:  # names the attribute only, never its value or the patient
+        log.warning("publish: %s", warning, extra={"study_fk": study.id})
     resources = build_resources(inp)
     try:
         for resource in resources:
@@ -136,4 +143,5 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
         "updated": summary.updated,
         "unchanged": summary.unchanged,
         "reports": {k: summary.versions[k] for k in report},
+        **({"warnings": warnings} if warnings else {}),
     }
