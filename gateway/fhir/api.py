@@ -10,7 +10,6 @@ synchronous SQLAlchemy.
 from __future__ import annotations
 
 import base64
-import hmac
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -23,9 +22,10 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from gateway import __version__
 from gateway.fhir.errors import FhirError, InvalidSearch, MethodNotAllowed, NotFound, Unauthorized
-from gateway.fhir.search import PARAMS, parse_search
+from gateway.fhir.search import PARAMS, parse_search, parse_uint
 from gateway.fhir.settings import FhirSettings
 from gateway.fhir.store import history, read, search
+from gateway.http.auth import token_matches
 from gateway.index.models import FhirResource, Instance
 
 FHIR_JSON = "application/fhir+json"
@@ -53,20 +53,12 @@ def operation_outcome(status: int, code: str, message: str) -> Response:
 
 def _guard(token: str, handler: Handler, *, public: bool = False) -> Handler:
     """Bearer-token check and the error boundary: every failure leaves as an OperationOutcome."""
-    expected = token.encode("utf-8")
 
     def wrapped(request: Request) -> Response:
         try:
-            if not public:
-                header = request.headers.get("authorization", "")
-                scheme, _, given = header.partition(" ")
-                # An empty configured token admits no one rather than everyone.
-                if (
-                    not expected
-                    or scheme.lower() != "bearer"
-                    or not hmac.compare_digest(given.strip().encode("utf-8"), expected)
-                ):
-                    raise Unauthorized("a valid bearer token is required")
+            # An empty configured token admits no one rather than everyone (see token_matches).
+            if not public and not token_matches(request.headers.get("authorization"), token):
+                raise Unauthorized("a valid bearer token is required")
             return handler(request)
         except FhirError as exc:
             return operation_outcome(exc.status, exc.code, str(exc))
@@ -172,10 +164,9 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
     def vread(request: Request) -> Response:
         rtype, rid, vid = request.path_params["rtype"], request.path_params["rid"], request.path_params["vid"]
         _check_type(rtype)
-        if not str(vid).isdigit():
-            raise NotFound(f"version {vid!r} not found")
+        version = parse_uint("version", str(vid))
         with sessions() as session:
-            row = read(session, rtype, rid, int(vid))
+            row = read(session, rtype, rid, version)
         if row is None:
             raise NotFound(f"{rtype}/{rid}/_history/{vid} not found")
         return _resource_response(row)
@@ -233,22 +224,22 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
             links.append({"relation": "next", "url": page(paging.offset + paging.count)})
         if paging.offset > 0 and paging.count:
             links.append({"relation": "previous", "url": page(max(0, paging.offset - paging.count))})
-        return FhirResponse(
-            {
-                "resourceType": "Bundle",
-                "type": "searchset",
-                "total": total,
-                "link": links,
-                "entry": [
-                    {
-                        "fullUrl": f"{base}/{rtype}/{r.resource_id}",
-                        "resource": r.body,
-                        "search": {"mode": "match"},
-                    }
-                    for r in rows
-                ],
-            }
-        )
+        bundle: dict[str, Any] = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": total,
+            "link": links,
+        }
+        if rows:  # FHIR JSON has no empty arrays
+            bundle["entry"] = [
+                {
+                    "fullUrl": f"{base}/{rtype}/{r.resource_id}",
+                    "resource": r.body,
+                    "search": {"mode": "match"},
+                }
+                for r in rows
+            ]
+        return FhirResponse(bundle)
 
     def not_allowed(request: Request) -> Response:
         if request.method in ("GET", "HEAD"):
@@ -269,9 +260,9 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
         size_raw = request.query_params.get("size")
         size = fhir.thumbnail_size
         if size_raw is not None:
-            if not size_raw.isdigit() or not 16 <= int(size_raw) <= 4096:
+            size = parse_uint("size", size_raw, largest=4096)
+            if size < 16:
                 raise InvalidSearch("size must be an integer from 16 to 4096")
-            size = int(size_raw)
         with sessions() as session:
             inst = session.query(Instance).filter(Instance.sop_instance_uid == uid).one_or_none()
         if inst is None:

@@ -33,8 +33,21 @@ _DATE = re.compile(
     r"^(?P<prefix>eq|ne|gt|lt|ge|le|sa|eb)?(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
     r"(?:T(?P<time>\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
 )
+_UINT = re.compile(r"^[0-9]{1,9}$")  # ASCII digits only; bounded so that no database integer overflows
+#: Bounds on one query: more parameters, values or characters are refused (400) rather than turned into a
+#: statement the database cannot plan or evaluate.
+MAX_PARAMETERS = 64
+MAX_VALUES = 100
+MAX_VALUE_LENGTH = 1024
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def parse_uint(name: str, raw: str, *, largest: int = 10**9) -> int:
+    """A non-negative integer parameter: ASCII digits only (``str.isdigit`` admits "²" and "١")."""
+    if not _UINT.match(raw) or int(raw) > largest:
+        raise InvalidSearch(f"{name} must be an integer from 0 to {largest}")
+    return int(raw)
 
 
 @dataclass(frozen=True)
@@ -67,8 +80,8 @@ def parse_date(value: str) -> DateRange:
                 end = dt.datetime(y + (mo == 12), mo % 12 + 1, 1, tzinfo=dt.UTC)
             else:
                 end = dt.datetime(y + 1, 1, 1, tzinfo=dt.UTC)
-    except ValueError as exc:
-        raise InvalidSearch(f"invalid date {value!r}") from exc
+    except (ValueError, OverflowError) as exc:
+        raise InvalidSearch(f"invalid or out-of-range date {value!r}") from exc
     return DateRange(prefix, start, end)
 
 
@@ -102,20 +115,22 @@ def parse_search(
     allowed = set(PARAMS[rtype]) | set(COMMON)
     c = Criteria()
     count, offset = default_count, 0
+    if len(items) > MAX_PARAMETERS:
+        raise InvalidSearch(f"at most {MAX_PARAMETERS} search parameters per request")
     for name, raw in items:
+        if len(raw) > MAX_VALUE_LENGTH:
+            raise InvalidSearch(f"the value of {name[:64]!r} is longer than {MAX_VALUE_LENGTH} characters")
+        if raw.count(",") >= MAX_VALUES:
+            raise InvalidSearch(f"at most {MAX_VALUES} values in one parameter")
         if name not in allowed:
-            raise InvalidSearch(f"unknown or unsupported search parameter {name!r} for {rtype}")
+            raise InvalidSearch(f"unknown or unsupported search parameter {name[:64]!r} for {rtype}")
         values = tuple(v.strip() for v in raw.split(","))
         if any(not v for v in values) and name not in ("_format",):
             raise InvalidSearch(f"empty value for {name!r}")
         if name == "_count":
-            if not raw.isdigit():
-                raise InvalidSearch("_count must be a non-negative integer")
-            count = min(int(raw), max_count)
+            count = min(parse_uint("_count", raw), max_count)
         elif name == "_offset":
-            if not raw.isdigit():
-                raise InvalidSearch("_offset must be a non-negative integer")
-            offset = int(raw)
+            offset = parse_uint("_offset", raw)
         elif name == "_format":
             if raw not in ("json", "application/json", "application/fhir+json"):
                 raise InvalidSearch("only JSON is supported")

@@ -32,8 +32,24 @@ def resolve_api_token(settings: Settings) -> str:
     return token
 
 
+def bearer_credentials(header: str | None) -> str | None:
+    """The credentials of an ``Authorization: Bearer <token>`` header (RFC 6750 2.1; the scheme is
+    case-insensitive, RFC 9110 11.1), or None for another scheme or an empty token."""
+    if not header:
+        return None
+    scheme, _, rest = header.partition(" ")
+    given = rest.strip(" \t")
+    if scheme.lower() != "bearer" or not given:
+        return None
+    return given
+
+
 def token_matches(header: str | None, token: str) -> bool:
-    """Constant-time check of an ``Authorization: Bearer ...`` header."""
-    if not header or not header.startswith("Bearer "):
+    """Constant-time check of an ``Authorization: Bearer ...`` header against the static token.
+
+    An empty configured token admits nobody, whatever the header says.
+    """
+    given = bearer_credentials(header)
+    if not token or given is None:
         return False
-    return hmac.compare_digest(header.removeprefix("Bearer ").strip().encode(), token.encode())
+    return hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8"))
