@@ -42,6 +42,8 @@ class PatientData:
     name: str | None = None
     birth_date: str | None = None
     sex: str | None = None
+    #: Identifier.system of the Patient ID (the issuer's URI from the site table, or the default).
+    system: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class StudyData:
     description: str | None = None
     referring_physician: str | None = None
     series: tuple[SeriesData, ...] = ()
+    #: Identifier.system of the accession number (site table, or the default).
+    accession_system: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,8 +113,12 @@ def _uid_identifier(uid: str) -> dict[str, str]:
     return {"system": code_map().system("dicom_uid"), "value": f"urn:oid:{uid}"}
 
 
-def _accession_identifier(accession: str) -> dict[str, Any]:
-    return {"type": {"coding": [code_map().coding("accession_type")]}, "value": accession}
+def _accession_identifier(study: StudyData) -> dict[str, Any]:
+    ident: dict[str, Any] = {"type": {"coding": [code_map().coding("accession_type")]}}
+    if study.accession_system:
+        ident["system"] = study.accession_system
+    ident["value"] = study.accession_number
+    return ident
 
 
 def _instant(value: dt.datetime) -> str:
@@ -244,7 +252,10 @@ def image_url(base_url: str, sop_instance_uid: str, fmt: str = "png") -> str:
 
 
 def patient_resource(p: PatientData) -> Resource:
-    ident: Resource = {"value": p.patient_id or "unknown"}
+    ident: Resource = {"use": "usual", "type": {"coding": [code_map().coding("mrn_type")]}}
+    if p.system:
+        ident["system"] = p.system
+    ident["value"] = p.patient_id or "unknown"
     if p.issuer:
         ident["assigner"] = {"display": p.issuer}
     res: Resource = {
@@ -273,7 +284,7 @@ def imaging_study_resource(inp: PublishInput) -> Resource:
     pid = ids.patient_id(s.patient.patient_id, s.patient.issuer)
     identifiers: list[Resource] = [_uid_identifier(s.study_instance_uid)]
     if s.accession_number:
-        identifiers.append(_accession_identifier(s.accession_number))
+        identifiers.append(_accession_identifier(s))
     res: Resource = {
         "resourceType": "ImagingStudy",
         "id": ids.imaging_study_id(s.study_instance_uid),
@@ -292,7 +303,14 @@ def imaging_study_resource(inp: PublishInput) -> Resource:
         ]
     if s.description:
         res["description"] = s.description
-    modalities = sorted({x.modality for x in s.series if x.modality})
+        # The requested procedure as the site named it; no code system is claimed for free text.
+        if inp.version == "R4":
+            res["procedureCode"] = [{"text": s.description}]
+        else:
+            res["procedure"] = [{"concept": {"text": s.description}}]
+    # Acquisition modalities only: the report (DOC, SR) and key-object series are not what was imaged.
+    skip = set(code_map().non_acquisition_modalities)
+    modalities = sorted({x.modality for x in s.series if x.modality and x.modality not in skip})
     if modalities:
         res["modality"] = [_modality(m, inp.version) for m in modalities]
     series = []
@@ -330,7 +348,7 @@ def service_request_resource(inp: PublishInput) -> Resource | None:
     return {
         "resourceType": "ServiceRequest",
         "id": ids.service_request_id(s.study_instance_uid, s.accession_number),
-        "identifier": [_accession_identifier(s.accession_number)],
+        "identifier": [_accession_identifier(s)],
         "status": "completed",
         "intent": "order",
         "subject": _ref("Patient", ids.patient_id(s.patient.patient_id, s.patient.issuer)),
@@ -506,16 +524,23 @@ def _observation(
     inp: PublishInput, *, oid: str, text: str, status: str, section: str | None, links: Sequence[Link]
 ) -> Resource:
     s = inp.study
-    code = code_map().coding("impression_code" if section == "impression" else "finding_code")
-    res: Resource = {
-        "resourceType": "Observation",
-        "id": oid,
-        "status": status,
-        "category": [{"coding": [code_map().coding("observation_category")]}],
-        "code": {"coding": [code], "text": text[:60]},
-        "subject": _ref("Patient", ids.patient_id(s.patient.patient_id, s.patient.issuer)),
-        "valueString": text,
-    }
+    impression = section == "impression"
+    code = code_map().coding("impression_code" if impression else "finding_code")
+    res: Resource = {"resourceType": "Observation", "id": oid}
+    if s.accession_number:
+        res["basedOn"] = [
+            _ref("ServiceRequest", ids.service_request_id(s.study_instance_uid, s.accession_number))
+        ]
+    res.update(
+        {
+            "status": status,
+            "category": [{"coding": [code_map().coding("observation_category")]}],
+            # code.text says what was observed (the concept), the sentence itself is the value.
+            "code": {"coding": [code], "text": "Impression" if impression else "Finding"},
+            "subject": _ref("Patient", ids.patient_id(s.patient.patient_id, s.patient.issuer)),
+            "valueString": text,
+        }
+    )
     effective = dicom_datetime(s.study_date, s.study_time, inp.timezone)
     if effective:
         res["effectiveDateTime"] = effective
@@ -686,7 +711,7 @@ def build_resources(inp: PublishInput) -> list[Resource]:
         if inp.pdf is not None and inp.pdf.report_sop_instance_uid:
             identifiers.append(_uid_identifier(inp.pdf.report_sop_instance_uid))
         if s.accession_number:
-            identifiers.append(_accession_identifier(s.accession_number))
+            identifiers.append(_accession_identifier(s))
         if identifiers:
             report["identifier"] = identifiers
         obs_status = status if status in code_map().statuses["Observation"] else "final"

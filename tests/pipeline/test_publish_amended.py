@@ -116,3 +116,6 @@ def test_amended_report_is_one_consistent_document(
     results = {r["reference"].split("/")[1] for r in report["result"]}
     texts = [o["valueString"] for o in _current(sessions, "Observation") if o["id"] in results]
     assert any("6 weeks" in t for t in texts) and not any("3 months" in t for t in texts)
+    # Identifier systems come from the site table's default when the issuer is not listed.
+    [patient] = _current(sessions, "Patient")
+    assert patient["identifier"][0]["system"] == settings.fhir.patient_id_system

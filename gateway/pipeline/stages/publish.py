@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from gateway.align.model import Link
 from gateway.errors import PermanentStageError, StageError
 from gateway.fhir.errors import InvalidResource
+from gateway.fhir.identifiers import identifier_systems
 from gateway.fhir.mapping import (
     InstanceData,
     PatientData,
@@ -44,6 +45,7 @@ def base_url(settings: Settings) -> str:
 
 
 def study_data(ctx: StageContext, study: Study) -> StudyData:
+    systems = identifier_systems()
     with ctx.sessions() as session:
         patient = session.get(Patient, study.patient_fk)
     series: dict[str, tuple[Any, list[InstanceData]]] = {}
@@ -62,7 +64,12 @@ def study_data(ctx: StageContext, study: Study) -> StudyData:
             name=patient.name if patient else None,
             birth_date=patient.birth_date if patient else None,
             sex=patient.sex if patient else None,
+            system=systems.patient_system(
+                patient.issuer if patient else None, ctx.settings.fhir.patient_id_system
+            ),
         ),
+        # The index keeps no IssuerOfAccessionNumberSequence yet: the site default applies.
+        accession_system=systems.accession_system(None, ctx.settings.fhir.accession_system),
         accession_number=study.accession_number,
         study_date=study.study_date,
         study_time=study.study_time,
