@@ -28,6 +28,7 @@ from gateway import __version__
 from gateway.align.model import Link
 from gateway.fhir import ids
 from gateway.fhir.codes import code_map
+from gateway.fhir.signoff import SignOff
 from gateway.reading.text import compact
 
 Version = Literal["R4", "R5"]
@@ -97,6 +98,10 @@ class PublishInput:
     timezone: str = "UTC"
     version: Version = "R4"
     issued: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    #: Who signed the report and when (see :mod:`gateway.fhir.signoff`); its time becomes ``issued``.
+    signoff: SignOff = field(default_factory=SignOff)
+    #: The performing organization when the report names none.
+    organization: str = "Radiology"
 
 
 # -- small helpers ------------------------------------------------------------------------------------------
@@ -123,6 +128,11 @@ def _accession_identifier(study: StudyData) -> dict[str, Any]:
 
 def _instant(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _local_instant(value: dt.datetime) -> str:
+    """An instant that keeps the offset it was signed in (``2026-01-10T10:05:00+08:00``)."""
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def dicom_date(value: str | None) -> str | None:
@@ -631,7 +641,7 @@ def _report_base(inp: PublishInput, rid: str, status: str) -> Resource:
         "category": [{"coding": [c]} for c in code_map().codings("report_category")],
         "code": {"coding": [code_map().coding("report_code")]},
         "subject": _ref("Patient", ids.patient_id(s.patient.patient_id, s.patient.issuer)),
-        "issued": _instant(inp.issued),
+        "issued": _local_instant(inp.signoff.time) if inp.signoff.time else _instant(inp.issued),
     }
     effective = dicom_datetime(s.study_date, s.study_time, inp.timezone)
     if effective:
@@ -646,6 +656,32 @@ def _report_base(inp: PublishInput, rid: str, status: str) -> Resource:
     else:
         res["study"] = [study_ref]
     return res
+
+
+def organization_resource(inp: PublishInput) -> Resource:
+    name = inp.signoff.organization or inp.organization
+    return {
+        "resourceType": "Organization",
+        "id": ids.stable_id("Organization", name),
+        "active": True,
+        "name": name,
+    }
+
+
+def practitioner_resources(inp: PublishInput) -> list[Resource]:
+    """One Practitioner per radiologist who reported or verified; a PN value (with ^) keeps its parts."""
+    out = []
+    for name in inp.signoff.interpreters:
+        names = _human_names(name) if "^" in name or "=" in name else [{"text": name}]
+        res: Resource = {
+            "resourceType": "Practitioner",
+            "id": ids.stable_id("Practitioner", inp.signoff.organization or inp.organization, name),
+            "active": True,
+        }
+        if names:
+            res["name"] = names
+        out.append(res)
+    return out
 
 
 def _provenance(
@@ -663,6 +699,7 @@ def _provenance(
                     "coding": [code_map().coding("provenance_author" if i == 0 else "provenance_assembler")]
                 },
                 "who": _ref("Device", d["id"]),
+                "onBehalfOf": _ref("Organization", organization_resource(inp)["id"]),
             }
             for i, d in enumerate(devices)
         ],
@@ -757,7 +794,12 @@ def build_resources(inp: PublishInput) -> list[Resource]:
             )
         report["presentedForm"] = forms
         report["text"] = _narrative(sentences, inp)
-        out.extend([ocr, aligner, *images.values(), *observations, report])
+        organization = organization_resource(inp)
+        practitioners = practitioner_resources(inp)
+        report["performer"] = [_ref("Organization", organization["id"], organization["name"])]
+        if practitioners:
+            report["resultsInterpreter"] = [_ref("Practitioner", p["id"]) for p in practitioners]
+        out.extend([organization, *practitioners, ocr, aligner, *images.values(), *observations, report])
         out.append(_provenance(inp, [report, *observations, *images.values()], [ocr, aligner], pdf_id))
 
     drafted = [link for link in inp.links if link.source == "draft"]
@@ -795,6 +837,9 @@ def build_resources(inp: PublishInput) -> list[Resource]:
             for i, item in enumerate(inp.draft["sentences"])
         ]
         draft_report["text"] = _narrative(draft_sentences, inp)
+        draft_report["issued"] = _instant(inp.issued)  # machine-written now, not signed by anyone
+        if not any(r["resourceType"] == "Organization" for r in out):
+            out.append(organization_resource(inp))
         if inp.version == "R4":
             draft_media = []
             for x in draft_sentences:

@@ -26,6 +26,8 @@ PARAMS: dict[str, tuple[str, ...]] = {
     "Patient": ("identifier",),
     "Provenance": (),
     "Device": (),
+    "Organization": (),
+    "Practitioner": (),
     "Binary": (),
 }
 COMMON = ("_id", "_count", "_offset", "_lastUpdated", "_format")

@@ -34,3 +34,8 @@ class FhirSettings(BaseModel):
         default="urn:gateway:accession",
         description="system of accession identifiers whose issuer is not in the site table",
     )
+    organization_name: str = Field(
+        default="Radiology",
+        description="DiagnosticReport.performer and Provenance onBehalfOf when the report instance names"
+        " no organization (VerifyingOrganization, InstitutionName)",
+    )

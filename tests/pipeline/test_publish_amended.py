@@ -31,13 +31,14 @@ PIPELINE = [
 ]
 
 
-def _pdf(interval: str) -> bytes:
+def _pdf(interval: str, signed: str) -> bytes:
     doc = pymupdf.open()
     page = doc.new_page()
     page.insert_text(
         (72, 72),
         "FINDINGS\nA 9 mm nodule in the right upper lobe.\n"
-        f"IMPRESSION\nFollow-up CT in {interval} is recommended.",
+        f"IMPRESSION\nFollow-up CT in {interval} is recommended.\n"
+        f"Reported by: Jane Roe  {signed}",
         fontsize=11,
     )
     out = io.BytesIO()
@@ -59,6 +60,7 @@ def _push_pdf(
     ds = make_instance("pdf", instance_number=n, **uids)
     ds.EncapsulatedDocument = data + (b"\0" if len(data) % 2 else b"")
     ds.EncapsulatedDocumentLength = len(data)
+    ds.TimezoneOffsetFromUTC = "+0800"
     _store(settings, sessions, ds, tmp_path / f"report-{n}.dcm")
     return ds
 
@@ -83,13 +85,13 @@ def test_amended_report_is_one_consistent_document(
 ) -> None:
     settings = settings_factory(stable_age=0.1)
     worker = Worker(settings, sessions, Metrics(), PIPELINE)
-    first = _push_pdf(settings, sessions, make_instance, tmp_path, 1, _pdf("3 months"))
+    first = _push_pdf(settings, sessions, make_instance, tmp_path, 1, _pdf("3 months", "2026-01-10 10:05"))
     study_uid = str(first.StudyInstanceUID)
     _drain(worker)
     [report] = [r for r in _current(sessions, "DiagnosticReport") if r["id"] == report_id(study_uid)]
     assert "3 months" in report["conclusion"] and report["status"] == "final"
 
-    corrected = _pdf("6 weeks")
+    corrected = _pdf("6 weeks", "2026-01-11 09:30")
     second = _push_pdf(
         settings,
         sessions,
@@ -103,6 +105,13 @@ def test_amended_report_is_one_consistent_document(
     _drain(worker)
     [report] = [r for r in _current(sessions, "DiagnosticReport") if r["id"] == report_id(study_uid)]
     assert report["status"] == "amended"
+    assert report["issued"] == "2026-01-11T09:30:00+08:00"
+    [doctor] = [
+        p
+        for p in _current(sessions, "Practitioner")
+        if p["id"] == report["resultsInterpreter"][0]["reference"].split("/")[1]
+    ]
+    assert doctor["name"][0]["text"] == "Jane Roe"
     assert "6 weeks" in report["conclusion"] and "3 months" not in report["conclusion"]
     assert "6 weeks" in report["text"]["div"] and "3 months" not in report["text"]["div"]
     html = next(f for f in report["presentedForm"] if f["contentType"] == "text/html")

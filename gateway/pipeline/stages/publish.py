@@ -11,6 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pydicom
+import pydicom.errors
 from sqlalchemy.exc import IntegrityError
 
 from gateway.align.model import Link
@@ -27,6 +29,7 @@ from gateway.fhir.mapping import (
     build_resources,
     date_warnings,
 )
+from gateway.fhir.signoff import SignOff, from_dataset, from_document
 from gateway.fhir.store import save_resources
 from gateway.fhir.validate import validate_resource
 from gateway.index.models import Document, Instance, Patient, Study
@@ -104,6 +107,42 @@ def _report_pdf(ctx: StageContext, study: Study, primary: Document | None) -> Pd
     return Pdf(Path(str(chosen.path)).read_bytes(), report_uid)
 
 
+def report_signoff(ctx: StageContext, primary: Document | None, document: dict[str, Any] | None) -> SignOff:
+    """Who signed the published report and when, from that report's own instance only: an SR's
+    VerifyingObserverSequence first, then the sign-off lines of the read text, then the instance's
+    ContentDate/ContentTime; times in its TimezoneOffsetFromUTC, else the configured zone."""
+    zone = ctx.settings.fhir.timezone
+    ds = None
+    if primary is not None and primary.instance_fk is not None:
+        with ctx.sessions() as session:
+            inst = session.get(Instance, primary.instance_fk)
+            path = inst.path if inst else None
+        if path and Path(path).is_file():
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_SIGNOFF_TAGS)
+            except (OSError, pydicom.errors.InvalidDicomError):
+                log.warning(
+                    "publish: report instance unreadable for its sign-off",
+                    extra={"study_fk": primary.study_fk},
+                )
+    offset = str(ds.get("TimezoneOffsetFromUTC", "") or "") or None if ds is not None else None
+    observed = from_dataset(ds, zone) if ds is not None else SignOff()
+    verified = SignOff(
+        observed.interpreters, observed.organization, observed.time if observed.interpreters else None
+    )
+    fallback = SignOff((), observed.organization, observed.time)
+    return verified.merged(from_document(document, zone, offset)).merged(fallback)
+
+
+_SIGNOFF_TAGS = [
+    "TimezoneOffsetFromUTC",
+    "VerifyingObserverSequence",
+    "InstitutionName",
+    "ContentDate",
+    "ContentTime",
+]
+
+
 def publish_input(ctx: StageContext, study: Study) -> PublishInput:
     docs = ctx.documents(study, stage="read_report", kind="document")
     primary = primary_report(docs)
@@ -116,6 +155,8 @@ def publish_input(ctx: StageContext, study: Study) -> PublishInput:
     draft = dict(drafts[-1].content or {}) if drafts else None
     pdf = _report_pdf(ctx, study, primary)
     return PublishInput(
+        signoff=report_signoff(ctx, primary, document),
+        organization=ctx.settings.fhir.organization_name,
         study=study_data(ctx, study),
         base_url=base_url(ctx.settings),
         document=document,
