@@ -21,6 +21,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from gateway import __version__
+from gateway.fhir import ids
+from gateway.fhir.endpoint import dicomweb_endpoint
 from gateway.fhir.errors import FhirError, InvalidSearch, MethodNotAllowed, NotFound, Unauthorized
 from gateway.fhir.search import PARAMS, parse_search, parse_uint
 from gateway.fhir.settings import FhirSettings
@@ -69,10 +71,13 @@ def _guard(token: str, handler: Handler, *, public: bool = False) -> Handler:
     return wrapped
 
 
+def _root(request: Request, settings_base: str | None) -> str:
+    """The server's public root URL: ``[http] public_base_url``, else the request's own base URL."""
+    return (settings_base or str(request.base_url)).rstrip("/")
+
+
 def _base(request: Request, settings_base: str | None) -> str:
-    if settings_base:
-        return settings_base.rstrip("/") + "/fhir"
-    return str(request.base_url).rstrip("/") + "/fhir"
+    return _root(request, settings_base) + "/fhir"
 
 
 def _resource_response(row: FhirResource) -> Response:
@@ -150,9 +155,16 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
         if rtype not in PARAMS:
             raise NotFound(f"resource type {rtype!r} is not served here")
 
+    def endpoint(request: Request, rid: str) -> dict[str, Any]:
+        if rid != ids.dicomweb_endpoint_id():
+            raise NotFound(f"Endpoint/{rid} not found")
+        return dicomweb_endpoint(_root(request, public_base), fhir.version)
+
     def read_resource(request: Request) -> Response:
         rtype, rid = request.path_params["rtype"], request.path_params["rid"]
         _check_type(rtype)
+        if rtype == "Endpoint":
+            return FhirResponse(endpoint(request, rid), headers={"ETag": 'W/"1"'})
         with sessions() as session:
             row = read(session, rtype, rid)
         if row is None:
@@ -165,6 +177,10 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
         rtype, rid, vid = request.path_params["rtype"], request.path_params["rid"], request.path_params["vid"]
         _check_type(rtype)
         version = parse_uint("version", str(vid))
+        if rtype == "Endpoint":
+            if version != 1:
+                raise NotFound(f"{rtype}/{rid}/_history/{vid} not found")
+            return FhirResponse(endpoint(request, rid), headers={"ETag": 'W/"1"'})
         with sessions() as session:
             row = read(session, rtype, rid, version)
         if row is None:
@@ -174,6 +190,25 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
     def history_instance(request: Request) -> Response:
         rtype, rid = request.path_params["rtype"], request.path_params["rid"]
         _check_type(rtype)
+        if rtype == "Endpoint":
+            base = _base(request, public_base)
+            body = endpoint(request, rid)
+            return FhirResponse(
+                {
+                    "resourceType": "Bundle",
+                    "type": "history",
+                    "total": 1,
+                    "link": [{"relation": "self", "url": f"{base}/Endpoint/{rid}/_history"}],
+                    "entry": [
+                        {
+                            "fullUrl": f"{base}/Endpoint/{rid}",
+                            "resource": body,
+                            "request": {"method": "PUT", "url": f"Endpoint/{rid}"},
+                            "response": {"status": "200 OK"},
+                        }
+                    ],
+                }
+            )
         with sessions() as session:
             rows = history(session, rtype, rid)
         if not rows:
@@ -209,9 +244,23 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
         criteria, paging = parse_search(
             rtype, items, default_count=fhir.page_size, max_count=fhir.max_page_size
         )
+        base = _base(request, public_base)
+        if rtype == "Endpoint":  # the one Endpoint, built for this request
+            only = ids.dicomweb_endpoint_id()
+            hit = all(only in idset for idset in criteria.ids)
+            found: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": int(hit)}
+            found["link"] = [{"relation": "self", "url": f"{base}/Endpoint?" + urlencode(items)}]
+            if hit and paging.count and not paging.offset:
+                found["entry"] = [
+                    {
+                        "fullUrl": f"{base}/Endpoint/{only}",
+                        "resource": endpoint(request, only),
+                        "search": {"mode": "match"},
+                    }
+                ]
+            return FhirResponse(found)
         with sessions() as session:
             total, rows = search(session, rtype, criteria, count=paging.count, offset=paging.offset)
-        base = _base(request, public_base)
         kept = [(k, v) for k, v in items if k not in ("_count", "_offset")]
 
         def page(offset: int) -> str:

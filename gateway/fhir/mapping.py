@@ -311,6 +311,9 @@ def imaging_study_resource(inp: PublishInput) -> Resource:
         res["basedOn"] = [
             _ref("ServiceRequest", ids.service_request_id(s.study_instance_uid, s.accession_number))
         ]
+    # The gateway's DICOMweb service; the Endpoint (with its address) is built when it is read, so that a
+    # change of the public base URL does not leave stale addresses in published versions.
+    res["endpoint"] = [_ref("Endpoint", ids.dicomweb_endpoint_id())]
     if s.description:
         res["description"] = s.description
         # The requested procedure as the site named it; no code system is claimed for free text.

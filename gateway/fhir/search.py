@@ -27,6 +27,7 @@ PARAMS: dict[str, tuple[str, ...]] = {
     "Provenance": (),
     "Device": (),
     "Organization": (),
+    "Endpoint": (),
     "Practitioner": (),
     "Binary": (),
 }

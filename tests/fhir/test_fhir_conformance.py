@@ -92,3 +92,35 @@ def test_observations_are_based_on_the_order_with_a_concept_text(version: str) -
         assert o["basedOn"] == [{"reference": f"ServiceRequest/{order['id']}"}]
         assert o["code"]["text"] in ("Finding", "Impression")
         assert o["code"]["text"] not in o["valueString"]
+
+
+@pytest.mark.parametrize("version", ["R4", "R5"])
+def test_imaging_study_endpoint_is_dicomweb_built_at_request_time(
+    version: str, published: dict[str, Any], tmp_path: Path
+) -> None:
+    from fhir_seed import TOKEN
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from gateway.fhir.api import build_fhir_routes
+    from gateway.settings import Settings
+
+    imaging = _one(build_resources(publish_input(version=version)), "ImagingStudy")
+    [ref] = imaging["endpoint"]
+    for public in ("https://pacs.example.org/gw", "https://moved.example.org"):
+        settings = Settings.load(
+            None, data_dir=tmp_path / "data", fhir={"version": version}, http={"public_base_url": public}
+        )
+        client = TestClient(Starlette(routes=build_fhir_routes(published["sessions"], settings, TOKEN)))
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        res = client.get(f"/fhir/{ref['reference']}", headers=auth)
+        assert res.status_code == 200
+        body = res.json()
+        assert body["address"] == f"{public}/dicomweb"
+        codes = body["connectionType"] if version == "R4" else body["connectionType"][0]["coding"][0]
+        assert codes["code"] == "dicom-wado-rs"
+        validate_resource(body, version)
+        found = client.get(f"/fhir/Endpoint?_id={ref['reference'].split('/')[1]}", headers=auth).json()
+        assert found["total"] == 1 and found["entry"][0]["resource"]["address"] == f"{public}/dicomweb"
+        assert client.get(f"/fhir/{ref['reference']}/_history/1", headers=auth).status_code == 200
+    assert client.get("/fhir/Endpoint/other", headers=auth).status_code == 404
