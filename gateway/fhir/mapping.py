@@ -451,7 +451,19 @@ def image_resource(inp: PublishInput, link: Link) -> Resource | None:
                 "system": code_map().system("sop_class"),
                 "code": f"urn:oid:{inst_data[1].sop_class_uid}",
             }
-        sel["instance"] = [item]
+        instances = [item]
+        for uid in neighbour_uids(link):  # slices tied with the linked one: the selection holds them all
+            if uid in index:
+                instances.append(
+                    {
+                        "uid": uid,
+                        "sopClass": {
+                            "system": code_map().system("sop_class"),
+                            "code": f"urn:oid:{index[uid][1].sop_class_uid}",
+                        },
+                    }
+                )
+        sel["instance"] = instances
     return sel
 
 
@@ -460,8 +472,35 @@ def report_status(document: dict[str, Any] | None) -> str:
     return code_map().report_status.get(word, "final")
 
 
-def _link_display(link: Link) -> str:
+def neighbour_uids(link: Link) -> list[str]:
+    """The slices the aligner found tied with the linked one (``detail.neighbours``), best first."""
+    out = []
+    for item in link.detail.get("neighbours") or []:
+        uid = item.get("sop_instance_uid") if isinstance(item, dict) else None
+        if uid and uid != link.sop_instance_uid:
+            out.append(str(uid))
+    return list(dict.fromkeys(out))
+
+
+def slice_label(inp: PublishInput, link: Link) -> str | None:
+    """ "slice 40 (±1)" when the linked slice ties with its neighbours; None without neighbours."""
+    index = _instances(inp.study)
+    uids = neighbour_uids(link)
+    if not uids or link.sop_instance_uid not in index:
+        return None
+    number = index[link.sop_instance_uid][1].number
+    others = [index[u][1].number for u in uids if u in index]
+    if number is None:
+        return None
+    spread = max((abs(n - number) for n in others if n is not None), default=0)
+    return f"slice {number} (±{spread})" if spread else f"slice {number}"
+
+
+def _link_display(link: Link, inp: PublishInput | None = None) -> str:
     ref = link.image_ref or "series"
+    where = slice_label(inp, link) if inp is not None else None
+    if where:
+        ref = f"{ref}, {where}"
     return f"{ref} ({link.method}, confidence {link.confidence:.2f})"
 
 
@@ -569,7 +608,7 @@ def _observation(
         key = f"{target[0]}/{target[1]}"
         if key not in seen:
             seen.add(key)
-            derived.append(_ref(target[0], target[1], _link_display(link)))
+            derived.append(_ref(target[0], target[1], _link_display(link, inp)))
     if derived:
         res["derivedFrom"] = derived
     if notes:
@@ -594,10 +633,18 @@ def _html_rendition(inp: PublishInput, sentences: Sequence[_Sentence], title: st
             current = s.paragraph
         parts.append(f'<span id="s{s.paragraph}-{s.index}">{html.escape(s.text)}</span>')
         for link in s.links:
-            if link.resolved and link.sop_instance_uid:
-                label = html.escape(link.image_ref or "image")
+            target = _image_target(inp, link)
+            if link.resolved and link.sop_instance_uid and target is not None:
+                where = slice_label(inp, link)
+                label = html.escape(
+                    f"{link.image_ref or 'image'}: {where}" if where else link.image_ref or "image"
+                )
                 href = html.escape(image_url(inp.base_url, link.sop_instance_uid), quote=True)
-                parts.append(f' <a href="{href}" data-method="{link.method}">[{label}]</a>')
+                # The IMR marker names the image selection (ImagingSelection in R5, Media in R4) it shows.
+                parts.append(
+                    f' <a class="imr-ref-{target[0]}" data-imr-ref="{target[0]}/{target[1]}" href="{href}"'
+                    f' data-method="{link.method}">[{label}]</a>'
+                )
     if current is not None:
         parts.append("</p>")
     parts.append("</body></html>")
@@ -619,7 +666,10 @@ def _narrative(sentences: Sequence[_Sentence], inp: PublishInput) -> dict[str, s
         # and each target is a relative reference, so a sentence citing an image twice stays valid XHTML.
         sid = f"s{s.paragraph}-{s.index}"
         if targets:
-            refs = "".join(f' <a href="{t}/{i}">[{t}]</a>' for t, i in targets)
+            labels = {t: slice_label(inp, link) for link in s.links if (t := _image_target(inp, link))}
+            refs = "".join(
+                f' <a href="{t}/{i}">[{html.escape(labels.get((t, i)) or t)}]</a>' for t, i in targets
+            )
             body.append(
                 f'<span class="imr-ref-{targets[0][0]}" id="{sid}">{html.escape(s.text)}{refs}</span>'
             )

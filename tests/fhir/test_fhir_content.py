@@ -141,3 +141,38 @@ def test_a_validation_failure_names_the_element_not_the_value() -> None:
     with pytest.raises(InvalidResource) as err:
         validate_resource(bad)
     assert "birthDate" in str(err.value) and "Invented" not in str(err.value)
+
+
+@pytest.mark.parametrize("version", ["R4", "R5"])
+def test_tied_neighbour_slices_show_as_plus_minus(version: str) -> None:
+    from fhir_seed import STUDY_UID
+
+    inp = publish_input(version=version)
+    [link] = [x for x in inp.links if x.sop_instance_uid == f"{STUDY_UID}.2.5"]
+    tied = dataclasses.replace(
+        link,
+        detail={
+            **link.detail,
+            "neighbours": [
+                {"sop_instance_uid": f"{STUDY_UID}.2.4", "score": 0.91},
+                {"sop_instance_uid": f"{STUDY_UID}.2.6", "score": 0.9},
+            ],
+        },
+    )
+    inp = dataclasses.replace(inp, links=tuple(tied if x is link else x for x in inp.links))
+    resources = build_resources(inp)
+    for r in resources:
+        validate_resource(r, version)
+    report = _report(resources)
+    assert "slice 5 (±1)" in report["text"]["div"]
+    html = next(f for f in report["presentedForm"] if f["contentType"] == "text/html")
+    page = base64.b64decode(html["data"]).decode("utf-8")
+    assert "slice 5 (±1)" in page and 'class="imr-ref-' in page
+    obs = [r for r in resources if r["resourceType"] == "Observation" and "derivedFrom" in r]
+    assert any("slice 5 (±1)" in d.get("display", "") for o in obs for d in o["derivedFrom"])
+    if version == "R5":
+        [sel] = [r for r in resources if r["resourceType"] == "ImagingSelection" and "instance" in r]
+        assert [i["uid"] for i in sel["instance"]] == [f"{STUDY_UID}.2.{n}" for n in (5, 4, 6)]
+    # Without neighbours nothing says ±.
+    plain = _report(build_resources(publish_input(version=version)))
+    assert "±" not in plain["text"]["div"]
