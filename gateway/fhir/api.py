@@ -10,12 +10,15 @@ synchronous SQLAlchemy.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import logging
 from collections.abc import Callable
+from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -23,10 +26,29 @@ from starlette.routing import BaseRoute, Mount, Route
 from gateway import __version__
 from gateway.fhir import ids
 from gateway.fhir.endpoint import dicomweb_endpoint
-from gateway.fhir.errors import FhirError, InvalidSearch, MethodNotAllowed, NotFound, Unauthorized
-from gateway.fhir.search import PARAMS, parse_search, parse_uint
+from gateway.fhir.errors import (
+    FhirError,
+    InvalidSearch,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotFound,
+    NotModified,
+    Unauthorized,
+)
+from gateway.fhir.search import (
+    INCLUDES,
+    MAX_PARAMETERS,
+    PARAMS,
+    Options,
+    check_format,
+    parse_date,
+    parse_options,
+    parse_search,
+    parse_uint,
+)
 from gateway.fhir.settings import FhirSettings
-from gateway.fhir.store import history, read, search
+from gateway.fhir.shape import subset
+from gateway.fhir.store import history, history_type, provenance_of, read, read_many, search
 from gateway.http.auth import token_matches
 from gateway.index.models import FhirResource, Instance
 
@@ -61,14 +83,31 @@ def _guard(token: str, handler: Handler, *, public: bool = False) -> Handler:
             # An empty configured token admits no one rather than everyone (see token_matches).
             if not public and not token_matches(request.headers.get("authorization"), token):
                 raise Unauthorized("a valid bearer token is required")
+            _check_accept(request)
             return handler(request)
+        except NotModified as exc:
+            return Response(status_code=304, headers={"ETag": exc.etag})
         except FhirError as exc:
-            return operation_outcome(exc.status, exc.code, str(exc))
+            response = operation_outcome(exc.status, exc.code, str(exc))
+            if isinstance(exc, MethodNotAllowed):
+                response.headers["Allow"] = exc.allow
+            return response
         except Exception:
             log.exception("FHIR request %s failed", request.url.path)
             return operation_outcome(500, "exception", "internal error")
 
     return wrapped
+
+
+def _check_accept(request: Request) -> None:
+    """JSON only: an Accept naming XML (or Turtle) and no JSON or wildcard is a 406, as is ``_format=xml``."""
+    accept = request.headers.get("accept", "").lower()
+    readable = ("json", "*/*", "application/*", "application/pdf", "image/")
+    if ("xml" in accept or "turtle" in accept) and not any(x in accept for x in readable):
+        raise NotAcceptable("this server speaks JSON only (application/fhir+json)")
+    fmt = request.query_params.get("_format")
+    if fmt is not None:
+        check_format(fmt)
 
 
 def _root(request: Request, settings_base: str | None) -> str:
@@ -80,12 +119,60 @@ def _base(request: Request, settings_base: str | None) -> str:
     return _root(request, settings_base) + "/fhir"
 
 
-def _resource_response(row: FhirResource) -> Response:
+def _resource_response(row: FhirResource, options: Options | None = None) -> Response:
     headers = {
         "ETag": f'W/"{row.version_id}"',
-        "Last-Modified": row.last_updated.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        "Last-Modified": row.last_updated.astimezone(dt.UTC).strftime("%a, %d %b %Y %H:%M:%S GMT"),
     }
-    return FhirResponse(row.body, headers=headers)
+    body = subset(row.body, options.summary, options.elements) if options else row.body
+    return FhirResponse(body, headers=headers)
+
+
+def _read_options(rtype: str, request: Request) -> Options:
+    """``_summary`` / ``_elements`` on a read; any other parameter is a 400."""
+    options = Options()
+    for name, raw in request.query_params.multi_items():
+        if name == "_format":
+            continue
+        if name not in ("_summary", "_elements") or len(raw) > 1024:
+            raise InvalidSearch(f"a read takes only _summary, _elements and _format, not {name[:64]!r}")
+        if name == "_summary" and raw == "count":
+            raise InvalidSearch("_summary=count applies to searches")
+        parse_options(rtype, name, raw, tuple(v.strip() for v in raw.split(",")), options)
+    return options
+
+
+def _not_modified(request: Request, row: FhirResource) -> None:
+    """Conditional read (FHIR R4 3.1.0.5.2): If-None-Match on the version, else If-Modified-Since."""
+    etag = f'W/"{row.version_id}"'
+    match = request.headers.get("if-none-match")
+    if match is not None:
+        tags = {t.strip() for t in match.split(",")}
+        if "*" in tags or etag in tags or f'"{row.version_id}"' in tags:
+            raise NotModified(etag)
+        return
+    since = request.headers.get("if-modified-since")
+    if since:
+        try:
+            when = parsedate_to_datetime(since)
+        except (TypeError, ValueError):
+            return  # an unparseable date is ignored (RFC 9110 13.1.3)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        if row.last_updated.astimezone(dt.UTC).replace(microsecond=0) <= when:
+            raise NotModified(etag)
+
+
+def _history_entry(base: str, r: FhirResource) -> dict[str, Any]:
+    return {
+        "fullUrl": f"{base}/{r.resource_type}/{r.resource_id}",
+        "resource": r.body,
+        "request": {
+            "method": "POST" if r.version_id == 1 else "PUT",
+            "url": f"{r.resource_type}/{r.resource_id}",
+        },
+        "response": {"status": "201 Created" if r.version_id == 1 else "200 OK"},
+    }
 
 
 def capability_statement(fhir: FhirSettings) -> dict[str, Any]:
@@ -165,13 +252,17 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
         _check_type(rtype)
         if rtype == "Endpoint":
             return FhirResponse(endpoint(request, rid), headers={"ETag": 'W/"1"'})
+        if rid == "_history":
+            return history_of_type(request, rtype)
+        options = _read_options(rtype, request)
         with sessions() as session:
             row = read(session, rtype, rid)
         if row is None:
             raise NotFound(f"{rtype}/{rid} not found")
+        _not_modified(request, row)
         if rtype == "Binary" and _wants_native(request, str(row.body.get("contentType", ""))):
             return Response(base64.b64decode(row.body.get("data", "")), media_type=row.body["contentType"])
-        return _resource_response(row)
+        return _resource_response(row, options)
 
     def vread(request: Request) -> Response:
         rtype, rid, vid = request.path_params["rtype"], request.path_params["rid"], request.path_params["vid"]
@@ -236,12 +327,14 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
         )
 
     def search_type(request: Request) -> Response:
+        return run_search(request, list(request.query_params.multi_items()))
+
+    def run_search(request: Request, items: list[tuple[str, str]]) -> Response:
         rtype = request.path_params["rtype"]
         _check_type(rtype)
         if rtype == "Binary":
             raise InvalidSearch("Binary cannot be searched")
-        items = list(request.query_params.multi_items())
-        criteria, paging = parse_search(
+        criteria, paging, options = parse_search(
             rtype, items, default_count=fhir.page_size, max_count=fhir.max_page_size
         )
         base = _base(request, public_base)
@@ -259,8 +352,20 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
                     }
                 ]
             return FhirResponse(found)
+        count = 0 if options.summary == "count" else paging.count
         with sessions() as session:
-            total, rows = search(session, rtype, criteria, count=paging.count, offset=paging.offset)
+            total, rows = search(
+                session,
+                rtype,
+                criteria,
+                count=count + (1 if options.total == "none" else 0),
+                offset=paging.offset,
+                sort=options.sort,
+                total=options.total != "none",
+            )
+            more = len(rows) > count if total is None else paging.offset + count < total
+            rows = rows[:count]
+            included = _included(session, rows, options)
         kept = [(k, v) for k, v in items if k not in ("_count", "_offset")]
 
         def page(offset: int) -> str:
@@ -269,31 +374,108 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
             )
 
         links = [{"relation": "self", "url": page(paging.offset)}]
-        if paging.count and paging.offset + paging.count < total:
-            links.append({"relation": "next", "url": page(paging.offset + paging.count)})
-        if paging.offset > 0 and paging.count:
-            links.append({"relation": "previous", "url": page(max(0, paging.offset - paging.count))})
-        bundle: dict[str, Any] = {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": total,
-            "link": links,
-        }
-        if rows:  # FHIR JSON has no empty arrays
-            bundle["entry"] = [
-                {
-                    "fullUrl": f"{base}/{rtype}/{r.resource_id}",
-                    "resource": r.body,
-                    "search": {"mode": "match"},
-                }
-                for r in rows
-            ]
+        if count and more:
+            links.append({"relation": "next", "url": page(paging.offset + count)})
+        if paging.offset > 0 and count:
+            links.append({"relation": "previous", "url": page(max(0, paging.offset - count))})
+        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+        if total is not None:
+            bundle["total"] = total
+        bundle["link"] = links
+        entries = [
+            {
+                "fullUrl": f"{base}/{rtype}/{r.resource_id}",
+                "resource": subset(r.body, options.summary, options.elements),
+                "search": {"mode": "match"},
+            }
+            for r in rows
+        ] + [
+            {
+                "fullUrl": f"{base}/{r.resource_type}/{r.resource_id}",
+                "resource": r.body,
+                "search": {"mode": "include"},
+            }
+            for r in included
+        ]
+        if entries:  # FHIR JSON has no empty arrays
+            bundle["entry"] = entries
         return FhirResponse(bundle)
 
+    def history_of_type(request: Request, rtype: str) -> Response:
+        unknown = set(request.query_params) - {"_count", "_offset", "_since", "_format"}
+        if unknown:
+            raise InvalidSearch(f"unsupported history parameter(s) {sorted(k[:64] for k in unknown)}")
+        q = request.query_params
+        count = min(parse_uint("_count", q.get("_count", str(fhir.page_size))), fhir.max_page_size)
+        offset = parse_uint("_offset", q.get("_offset", "0"))
+        since = parse_date(q["_since"]).start if "_since" in q else None
+        with sessions() as session:
+            total, rows = history_type(session, rtype, count=count, offset=offset, since=since)
+        base = _base(request, public_base)
+        kept = [(k, v) for k, v in q.multi_items() if k not in ("_count", "_offset")]
+
+        def page(at: int) -> str:
+            return f"{base}/{rtype}/_history?" + urlencode(
+                [*kept, ("_count", str(count)), ("_offset", str(at))]
+            )
+
+        links = [{"relation": "self", "url": page(offset)}]
+        if count and offset + count < total:
+            links.append({"relation": "next", "url": page(offset + count)})
+        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history", "total": total, "link": links}
+        if rows:
+            bundle["entry"] = [_history_entry(base, r) for r in rows]
+        return FhirResponse(bundle)
+
+    async def search_post(request: Request) -> Response:
+        """``POST [type]/_search``: form-encoded parameters (with any in the URL), the same search as GET."""
+        raw = await request.body()
+
+        def handle(req: Request) -> Response:
+            if not req.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+                raise InvalidSearch("POST _search takes application/x-www-form-urlencoded parameters")
+            if len(raw) > 64 * 1024:
+                raise InvalidSearch("the search body is larger than 64 KiB")
+            try:
+                form = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_PARAMETERS)
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise InvalidSearch("the search body is not valid form data") from exc
+            return run_search(req, [*req.query_params.multi_items(), *form])
+
+        return await run_in_threadpool(g(token, handle), request)
+
     def not_allowed(request: Request) -> Response:
+        parts = [p for p in request.url.path.split("/fhir", 1)[-1].split("/") if p]
         if request.method in ("GET", "HEAD"):
             raise NotFound(f"no such endpoint {request.url.path}")
-        raise MethodNotAllowed(f"{request.method} is not supported; this server is read-only")
+        allow = "GET, HEAD"
+        if len(parts) == 1 and parts[0] in PARAMS:
+            allow = "GET, HEAD"
+        if len(parts) == 2 and parts[1] == "_search":
+            allow = "POST"
+        raise MethodNotAllowed(f"{request.method} is not supported; this server is read-only", allow)
+
+    def _included(session: Session, rows: list[FhirResource], options: Options) -> list[FhirResource]:
+        refs: list[tuple[str, str]] = []
+        for _source, param, target in options.include:
+            for row in rows:
+                for element in INCLUDES[row.resource_type][param]:
+                    value = row.body.get(element)
+                    for ref in value if isinstance(value, list) else [value] if value else []:
+                        rtype_, _, rid_ = str(ref.get("reference", "")).partition("/")
+                        if rid_ and (target is None or target == rtype_):
+                            refs.append((rtype_, rid_))
+        matched = {(r.resource_type, r.resource_id) for r in rows}
+        out = [r for r in read_many(session, [x for x in refs if x not in matched])]
+        if options.revinclude:
+            out += provenance_of(session, rows)
+        seen: set[tuple[str, str]] = set()
+        unique = []
+        for r in out:
+            if (r.resource_type, r.resource_id) not in seen:
+                seen.add((r.resource_type, r.resource_id))
+                unique.append(r)
+        return unique
 
     def image(request: Request) -> Response:
         from gateway.imaging import ImagingError, encode_image, read_and_render
@@ -329,6 +511,7 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
         Route("/{rtype}/{rid}/_history/{vid}", g(token, vread), methods=["GET"]),
         Route("/{rtype}/{rid}/_history", g(token, history_instance), methods=["GET"]),
         Route("/{rtype}/{rid}", g(token, read_resource), methods=["GET"]),
+        Route("/{rtype}/_search", search_post, methods=["POST"]),
         Route("/{rtype}", g(token, search_type), methods=["GET"]),
         Route("/{rest:path}", g(token, not_allowed), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]

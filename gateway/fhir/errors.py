@@ -8,7 +8,8 @@
         ├── InvalidSearch         a query we do not understand (400, code not-supported / invalid)
         ├── Unauthorized          no or wrong bearer token (401, code login)
         ├── NotFound              unknown type, id or version (404, code not-found)
-        └── MethodNotAllowed      an interaction the server does not offer (405, code not-supported)
+        ├── MethodNotAllowed      an interaction the server does not offer (405, code not-supported)
+        └── NotAcceptable         a format other than JSON asked for (406, code not-supported)
 """
 
 from __future__ import annotations
@@ -43,3 +44,23 @@ class NotFound(FhirError):
 class MethodNotAllowed(FhirError):
     status = 405
     code = "not-supported"
+
+    def __init__(self, message: str, allow: str = "GET, HEAD") -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
+class NotAcceptable(FhirError):
+    status = 406
+    code = "not-supported"
+
+
+class NotModified(FhirError):
+    """A conditional read whose version the client already has (304, no body)."""
+
+    status = 304
+    code = "informational"
+
+    def __init__(self, etag: str) -> None:
+        super().__init__("not modified")
+        self.etag = etag

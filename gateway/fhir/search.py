@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.fhir.errors import InvalidSearch
 from gateway.fhir.store import Criteria, DateRange
@@ -31,7 +31,40 @@ PARAMS: dict[str, tuple[str, ...]] = {
     "Practitioner": (),
     "Binary": (),
 }
-COMMON = ("_id", "_count", "_offset", "_lastUpdated", "_format")
+COMMON = (
+    "_id",
+    "_count",
+    "_offset",
+    "_lastUpdated",
+    "_format",
+    "_include",
+    "_revinclude",
+    "_sort",
+    "_summary",
+    "_elements",
+    "_total",
+)
+#: ``_include`` targets: search parameter of the source type → the elements whose references it follows.
+INCLUDES: dict[str, dict[str, tuple[str, ...]]] = {
+    "DiagnosticReport": {
+        "result": ("result",),
+        "subject": ("subject",),
+        "patient": ("subject",),
+        "imaging-study": ("imagingStudy", "study"),
+        "based-on": ("basedOn",),
+        "performer": ("performer",),
+        "results-interpreter": ("resultsInterpreter",),
+    },
+    "Observation": {"subject": ("subject",), "patient": ("subject",), "based-on": ("basedOn",)},
+    "ImagingStudy": {"subject": ("subject",), "patient": ("subject",), "based-on": ("basedOn",)},
+    "ServiceRequest": {"subject": ("subject",), "patient": ("subject",)},
+}
+#: ``_revinclude`` sources: Provenance whose target is a match.
+REVINCLUDES = ("Provenance:target",)
+#: ``_sort`` keys (a leading "-" sorts descending).
+SORTS = ("date", "issued", "_lastUpdated", "_id")
+SUMMARIES = ("true", "false", "count", "text", "data")
+_ELEMENT = re.compile(r"^[a-z][A-Za-z0-9]{0,63}$")
 _DATE = re.compile(
     r"^(?P<prefix>eq|ne|gt|lt|ge|le|sa|eb)?(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
     r"(?:T(?P<time>\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
@@ -57,6 +90,65 @@ def parse_uint(name: str, raw: str, *, largest: int = 10**9) -> int:
 class Paging:
     count: int
     offset: int
+
+
+@dataclass
+class Options:
+    """How to shape the result: what to add (_include, _revinclude), order, subset and count."""
+
+    include: list[tuple[str, str, str | None]] = field(default_factory=list)  # (source, param, target)
+    revinclude: list[str] = field(default_factory=list)
+    sort: list[tuple[str, bool]] = field(default_factory=list)  # (key, descending)
+    summary: str | None = None
+    elements: tuple[str, ...] = ()
+    total: str = "accurate"
+
+
+def parse_options(rtype: str, name: str, raw: str, values: tuple[str, ...], o: Options) -> None:
+    """One result parameter (``_include`` ... ``_total``) into ``o``; anything unknown is a 400."""
+    if name == "_include":
+        parts = raw.split(":")
+        if len(parts) not in (2, 3) or parts[0] != rtype or parts[1] not in INCLUDES.get(rtype, {}):
+            raise InvalidSearch(f"_include {raw[:64]!r} is not supported for {rtype}")
+        o.include.append((parts[0], parts[1], parts[2] if len(parts) == 3 else None))
+    elif name == "_revinclude":
+        if raw not in REVINCLUDES:
+            raise InvalidSearch(f"_revinclude {raw[:64]!r} is not supported; use {', '.join(REVINCLUDES)}")
+        o.revinclude.append(raw)
+    elif name == "_sort":
+        if o.sort:
+            raise InvalidSearch("_sort may be given once (a list of keys)")
+        for v in values:
+            key = v.removeprefix("-")
+            if key not in SORTS:
+                raise InvalidSearch(f"cannot sort by {v[:64]!r}; supported: {', '.join(SORTS)}")
+            o.sort.append((key, v.startswith("-")))
+    elif name == "_summary":
+        if raw not in SUMMARIES:
+            raise InvalidSearch(f"_summary must be one of {', '.join(SUMMARIES)}")
+        o.summary = None if raw == "false" else raw
+    elif name == "_elements":
+        for v in values:
+            if not _ELEMENT.match(v):
+                raise InvalidSearch(f"invalid element name {v[:64]!r} in _elements")
+        o.elements = values
+    elif name == "_total":
+        if raw not in ("none", "estimate", "accurate"):
+            raise InvalidSearch("_total must be none, estimate or accurate")
+        o.total = raw
+    if o.summary and o.elements:
+        raise InvalidSearch("_summary and _elements cannot be combined")
+
+
+def check_format(raw: str) -> None:
+    """``_format``: JSON only; XML is refused with 406 (see :class:`~gateway.fhir.errors.NotAcceptable`)."""
+    from gateway.fhir.errors import NotAcceptable
+
+    if raw in ("json", "application/json", "application/fhir+json"):
+        return
+    if "xml" in raw or raw == "ttl" or "turtle" in raw:
+        raise NotAcceptable(f"_format {raw[:64]!r}: this server speaks JSON only")
+    raise InvalidSearch(f"unknown _format {raw[:64]!r}")
 
 
 def parse_date(value: str) -> DateRange:
@@ -111,12 +203,13 @@ def _reference(value: str, rtype: str) -> str:
 
 def parse_search(
     rtype: str, items: Sequence[tuple[str, str]], *, default_count: int, max_count: int
-) -> tuple[Criteria, Paging]:
+) -> tuple[Criteria, Paging, Options]:
     """Parse ``items`` (the query string as name/value pairs) for a search of ``rtype``."""
     if rtype not in PARAMS:
         raise InvalidSearch(f"search of {rtype} is not supported")
     allowed = set(PARAMS[rtype]) | set(COMMON)
     c = Criteria()
+    o = Options()
     count, offset = default_count, 0
     if len(items) > MAX_PARAMETERS:
         raise InvalidSearch(f"at most {MAX_PARAMETERS} search parameters per request")
@@ -135,8 +228,9 @@ def parse_search(
         elif name == "_offset":
             offset = parse_uint("_offset", raw)
         elif name == "_format":
-            if raw not in ("json", "application/json", "application/fhir+json"):
-                raise InvalidSearch("only JSON is supported")
+            check_format(raw)
+        elif name in ("_include", "_revinclude", "_sort", "_summary", "_elements", "_total"):
+            parse_options(rtype, name, raw, values, o)
         elif name == "_id":
             for v in values:
                 if not _ID.match(v):
@@ -176,4 +270,4 @@ def parse_search(
                 c.study_ref.append(refs)
         else:  # pragma: no cover - allowed but unhandled would be a bug
             raise InvalidSearch(f"unsupported parameter {name!r}")
-    return c, Paging(count, offset)
+    return c, Paging(count, offset), o

@@ -270,14 +270,83 @@ def search_query(rtype: str, c: Criteria) -> Select[Any]:
     return q
 
 
+def _order(sort: Sequence[tuple[str, bool]]) -> list[Any]:
+    columns: dict[str, Any] = {
+        "date": FhirResource.effective,
+        "_lastUpdated": FhirResource.last_updated,
+        "_id": FhirResource.resource_id,
+        # Not an indexed column: sorted from the JSON body (fine for a page of one patient's reports).
+        "issued": FhirResource.body["issued"].as_string(),
+    }
+    out = [columns[key].desc() if desc else columns[key].asc() for key, desc in sort]
+    if not sort:
+        out.append(FhirResource.last_updated.desc())
+    out.append(FhirResource.id.desc())
+    return out
+
+
 def search(
-    session: Session, rtype: str, criteria: Criteria, *, count: int, offset: int
-) -> tuple[int, list[FhirResource]]:
+    session: Session,
+    rtype: str,
+    criteria: Criteria,
+    *,
+    count: int,
+    offset: int,
+    sort: Sequence[tuple[str, bool]] = (),
+    total: bool = True,
+) -> tuple[int | None, list[FhirResource]]:
+    """One page of current rows; ``total`` None when not asked for (``_total=none``)."""
     q = search_query(rtype, criteria)
-    total = int(session.scalar(select(func.count()).select_from(q.subquery())) or 0)
-    rows = list(
-        session.scalars(
-            q.order_by(FhirResource.last_updated.desc(), FhirResource.id.desc()).limit(count).offset(offset)
+    n = int(session.scalar(select(func.count()).select_from(q.subquery())) or 0) if total else None
+    rows = list(session.scalars(q.order_by(*_order(sort)).limit(count).offset(offset))) if count else []
+    return n, rows
+
+
+def read_many(session: Session, refs: Sequence[tuple[str, str]]) -> list[FhirResource]:
+    """Current rows of the given (type, id) references, in one query per type."""
+    by_type: dict[str, set[str]] = {}
+    for rtype, rid in refs:
+        by_type.setdefault(rtype, set()).add(rid)
+    out: list[FhirResource] = []
+    for rtype, rids in by_type.items():
+        out += session.scalars(
+            select(FhirResource).where(
+                FhirResource.resource_type == rtype,
+                FhirResource.is_current.is_(True),
+                FhirResource.resource_id.in_(sorted(rids)),
+            )
+        )
+    return out
+
+
+def provenance_of(session: Session, rows: Sequence[FhirResource]) -> list[FhirResource]:
+    """Current Provenance rows whose ``target`` names any of ``rows`` (``_revinclude=Provenance:target``).
+
+    A publication's Provenance has the same ``study_fk`` as what it is about, so only those are read.
+    """
+    wanted = {f"{r.resource_type}/{r.resource_id}" for r in rows}
+    studies = sorted({r.study_fk for r in rows if r.study_fk is not None})
+    if not studies:
+        return []
+    candidates = session.scalars(
+        select(FhirResource).where(
+            FhirResource.resource_type == "Provenance",
+            FhirResource.is_current.is_(True),
+            FhirResource.study_fk.in_(studies),
         )
     )
-    return total, rows
+    return [p for p in candidates if any(t.get("reference") in wanted for t in p.body.get("target", []))]
+
+
+def history_type(
+    session: Session, rtype: str, *, count: int, offset: int, since: dt.datetime | None = None
+) -> tuple[int, list[FhirResource]]:
+    """Every version of every resource of ``rtype``, newest first (type-level history)."""
+    q = select(FhirResource).where(FhirResource.resource_type == rtype)
+    if since is not None:
+        q = q.where(FhirResource.last_updated >= since)
+    total = int(session.scalar(select(func.count()).select_from(q.subquery())) or 0)
+    rows = session.scalars(
+        q.order_by(FhirResource.last_updated.desc(), FhirResource.id.desc()).limit(count).offset(offset)
+    )
+    return total, list(rows)
