@@ -39,6 +39,8 @@ from gateway.fhir.search import (
     INCLUDES,
     MAX_PARAMETERS,
     PARAMS,
+    REVINCLUDES,
+    SORTS,
     Options,
     check_format,
     parse_date,
@@ -175,50 +177,77 @@ def _history_entry(base: str, r: FhirResource) -> dict[str, Any]:
     }
 
 
-def capability_statement(fhir: FhirSettings) -> dict[str, Any]:
-    """What this server really does; kept in step with :data:`gateway.fhir.search.PARAMS`."""
-    types: dict[str, str] = {
-        "_id": "token",
-        "patient": "reference",
-        "subject": "reference",
-        "identifier": "token",
-        "category": "token",
-        "code": "token",
-        "date": "date",
-        "status": "token",
-        "study": "reference",
-        "_lastUpdated": "date",
-    }
+SEARCH_TYPES: dict[str, str] = {
+    "_id": "token",
+    "_lastUpdated": "date",
+    "patient": "reference",
+    "subject": "reference",
+    "identifier": "token",
+    "category": "token",
+    "code": "token",
+    "date": "date",
+    "started": "date",
+    "birthdate": "date",
+    "status": "token",
+    "study": "reference",
+    "name": "string",
+    "family": "string",
+    "given": "string",
+    "patient.identifier": "token",
+    "subject.identifier": "token",
+    "patient.name": "string",
+    "based-on.identifier": "token",
+    "imaging-study.identifier": "token",
+}
+
+
+def capability_statement(fhir: FhirSettings, base: str | None = None) -> dict[str, Any]:
+    """What this server really does, generated from :data:`gateway.fhir.search.PARAMS`, ``INCLUDES``,
+    ``REVINCLUDES`` and ``SORTS`` so that it cannot drift from the code."""
     resources = []
     for rtype, params in PARAMS.items():
         if fhir.version == "R4" and rtype == "ImagingSelection":
             continue
         if fhir.version == "R5" and rtype == "Media":
             continue
-        entry: dict[str, Any] = {
-            "type": rtype,
-            "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "history-instance"}],
-            "versioning": "versioned",
-            "readHistory": True,
-        }
+        interactions = ["read", "vread", "history-instance", "history-type"]
+        entry: dict[str, Any] = {"type": rtype, "versioning": "versioned", "readHistory": True}
+        entry["conditionalRead"] = "full-support"
         if rtype != "Binary":
-            entry["interaction"].append({"code": "search-type"})
-            entry["searchParam"] = [{"name": p, "type": types[p]} for p in ("_id", "_lastUpdated", *params)]
-        resources.append(entry)
+            interactions.append("search-type")
+            entry["searchInclude"] = [f"{rtype}:{p}" for p in INCLUDES.get(rtype, {})] or None
+            entry["searchRevInclude"] = list(REVINCLUDES)
+            entry["searchParam"] = [
+                {"name": p, "type": SEARCH_TYPES[p]}
+                for p in ("_id", "_lastUpdated", *params)
+                if not (p == "_lastUpdated" and p in params)
+            ]
+        entry["interaction"] = [{"code": code} for code in interactions]
+        resources.append({k: v for k, v in entry.items() if v is not None})
+    implementation: dict[str, Any] = {"description": "DICOM/PACS report gateway FHIR API (read-only)"}
+    if base:
+        implementation["url"] = base
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "date": "2026-01-01",
+        "date": "2026-12-01",
         "kind": "instance",
         "software": {"name": "gateway", "version": __version__},
-        "implementation": {"description": "DICOM/PACS report gateway FHIR API (read-only)"},
+        "implementation": implementation,
         "fhirVersion": "4.0.1" if fhir.version == "R4" else "5.0.0",
         "format": ["application/fhir+json", "json"],
         "rest": [
             {
                 "mode": "server",
+                "documentation": "Search result parameters: _count, _offset, _sort ("
+                + ", ".join(SORTS)
+                + "), _summary (true, text, data, count), _elements, _total (none, estimate, accurate)"
+                + ", _include, _revinclude; POST [type]/_search; XML is answered 406.",
                 "security": {
-                    "description": "Bearer token (Authorization: Bearer) on every request but /metadata",
+                    "cors": False,
+                    # No restful-security-service code names a static bearer token, so none is claimed.
+                    "service": [{"text": "Bearer token (RFC 6750): the site's static API token"}],
+                    "description": "Authorization: Bearer <token> on every request but /metadata",
                 },
                 "resource": resources,
             }
@@ -236,7 +265,7 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
     public_base: str | None = getattr(getattr(settings, "http", None), "public_base_url", None)
 
     def metadata(request: Request) -> Response:
-        return FhirResponse(capability_statement(fhir))
+        return FhirResponse(capability_statement(fhir, _base(request, public_base)))
 
     def _check_type(rtype: str) -> None:
         if rtype not in PARAMS:

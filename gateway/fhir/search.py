@@ -17,13 +17,27 @@ from gateway.fhir.store import Criteria, DateRange
 
 #: Search parameters per resource type (besides _id, _count, _offset, _lastUpdated).
 PARAMS: dict[str, tuple[str, ...]] = {
-    "DiagnosticReport": ("patient", "subject", "identifier", "category", "code", "date", "status", "study"),
-    "ImagingStudy": ("patient", "subject", "identifier", "status"),
-    "Observation": ("patient", "subject", "status", "code", "category"),
+    "DiagnosticReport": (
+        "patient",
+        "subject",
+        "identifier",
+        "category",
+        "code",
+        "date",
+        "status",
+        "study",
+        "patient.identifier",
+        "patient.name",
+        "subject.identifier",
+        "based-on.identifier",
+        "imaging-study.identifier",
+    ),
+    "ImagingStudy": ("patient", "subject", "identifier", "status", "patient.identifier", "started"),
+    "Observation": ("patient", "subject", "status", "code", "category", "date", "patient.identifier"),
     "Media": ("patient", "subject", "identifier", "status"),
     "ImagingSelection": ("patient", "subject", "identifier", "status"),
     "ServiceRequest": ("patient", "subject", "identifier", "status"),
-    "Patient": ("identifier",),
+    "Patient": ("identifier", "name", "family", "given", "birthdate"),
     "Provenance": (),
     "Device": (),
     "Organization": (),
@@ -246,10 +260,20 @@ def parse_search(
             c.code.append(tuple(_token(v) for v in values))
         elif name == "status":
             c.status.append(values)
-        elif name == "date":
+        elif name in ("date", "started", "birthdate"):
             if len(values) > 1:
-                raise InvalidSearch("date does not take a list")
+                raise InvalidSearch(f"{name} does not take a list")
             c.date.append(parse_date(values[0]))
+        elif name in ("name", "family", "given"):
+            c.names.append(tuple(v.casefold() for v in values))
+        elif name in ("patient.identifier", "subject.identifier"):
+            c.patient_identifier.append(tuple(_token(v) for v in values))
+        elif name == "patient.name":
+            c.patient_name.append(tuple(v.casefold() for v in values))
+        elif name == "based-on.identifier":
+            c.related_identifier.append(("ServiceRequest", tuple(_token(v) for v in values)))
+        elif name == "imaging-study.identifier":
+            c.related_identifier.append(("ImagingStudy", tuple(_token(v) for v in values)))
         elif name == "_lastUpdated":
             if len(values) > 1:
                 raise InvalidSearch("_lastUpdated does not take a list")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from gateway.index.models import FhirResource, Study, utcnow
 
@@ -52,6 +52,15 @@ def _parse_when(value: str | None) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+def _names(body: dict[str, Any]) -> str | None:
+    """Case-folded name parts and whole names of a Patient or Practitioner, one per line."""
+    parts: list[str] = []
+    for name in body.get("name", []) if isinstance(body.get("name"), list) else []:
+        parts += [str(name.get("text", "")), str(name.get("family", "")), *map(str, name.get("given", []))]
+    words = [p.casefold().strip() for p in parts if p and p.strip()]
+    return "\n" + "\n".join(dict.fromkeys(words)) + "\n" if words else None
+
+
 def search_columns(body: dict[str, Any]) -> dict[str, Any]:
     """The indexed columns of a resource body."""
     subject = body.get("subject") or body.get("patient") or {}
@@ -68,8 +77,9 @@ def search_columns(body: dict[str, Any]) -> dict[str, Any]:
         for i in body.get("identifier", [])
         for c in (i.get("type") or {}).get("coding", [])
     ]
-    effective = body.get("effectiveDateTime") or body.get("started")
+    effective = body.get("effectiveDateTime") or body.get("started") or body.get("birthDate")
     return {
+        "names": _names(body),
         "patient_ref": patient_ref,
         "status": body.get("status"),
         "code": (_tokens(codes) or "")[:128] or None,
@@ -209,6 +219,11 @@ class Criteria:
     study_ref: list[tuple[str, ...]] = field(default_factory=list)
     date: list[DateRange] = field(default_factory=list)
     last_updated: list[DateRange] = field(default_factory=list)
+    names: list[tuple[str, ...]] = field(default_factory=list)
+    patient_identifier: list[tuple[tuple[str | None, str], ...]] = field(default_factory=list)
+    patient_name: list[tuple[str, ...]] = field(default_factory=list)
+    #: (resource type published with the match, identifier tokens): based-on / imaging-study chains.
+    related_identifier: list[tuple[str, tuple[tuple[str | None, str], ...]]] = field(default_factory=list)
 
 
 def _token_clause(column: Any, values: tuple[tuple[str | None, str], ...]) -> Any:
@@ -233,6 +248,19 @@ def _date_clause(column: Any, r: DateRange) -> Any:
     if r.prefix in ("le",):
         return column < r.end
     return column < r.start  # lt, eb
+
+
+def _name_clause(column: Any, words: tuple[str, ...]) -> Any:
+    """FHIR string search: a name part (or the whole name) starts with the value, case-insensitively."""
+    return or_(*(column.contains(f"\n{w}", autoescape=True) for w in words))
+
+
+def _patients(alias: Any, clause: Any) -> Any:
+    return (
+        select(alias.patient_ref)
+        .where(alias.resource_type == "Patient", alias.is_current.is_(True), clause)
+        .scalar_subquery()
+    )
 
 
 def search_query(rtype: str, c: Criteria) -> Select[Any]:
@@ -265,6 +293,23 @@ def search_query(rtype: str, c: Criteria) -> Select[Any]:
         q = q.where(FhirResource.study_fk.in_(sub.scalar_subquery()))
     for r in c.date:
         q = q.where(_date_clause(FhirResource.effective, r))
+    for words in c.names:
+        q = q.where(_name_clause(FhirResource.names, words))
+    patients = aliased(FhirResource)
+    for values in c.patient_identifier:
+        q = q.where(
+            FhirResource.patient_ref.in_(_patients(patients, _token_clause(patients.identifiers, values)))
+        )
+    for words in c.patient_name:
+        q = q.where(FhirResource.patient_ref.in_(_patients(patients, _name_clause(patients.names, words))))
+    for related_type, values in c.related_identifier:
+        other = aliased(FhirResource)
+        sub = select(other.study_fk).where(
+            other.resource_type == related_type,
+            other.is_current.is_(True),
+            _token_clause(other.identifiers, values),
+        )
+        q = q.where(FhirResource.study_fk.in_(sub.scalar_subquery()))
     for r in c.last_updated:
         q = q.where(_date_clause(FhirResource.last_updated, r))
     return q

@@ -223,3 +223,23 @@ class FhirResource(Base):
     identifiers: Mapped[str | None] = mapped_column(Text, doc="'|'-joined system|value pairs, for search")
     last_updated: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: Case-folded name parts (Patient, Practitioner), one per line, for FHIR string search.
+    names: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class AuditEvent(Base):
+    """One read or search of the FHIR API: who (client id), what (resources, patients), when, outcome."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recorded: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    resource_type: Mapped[str | None] = mapped_column(String(64))
+    query: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[int] = mapped_column(Integer)
+    #: "Type/id" of every resource returned, one per line.
+    entities: Mapped[str | None] = mapped_column(Text)
+    #: "Patient/id" of every patient whose data was returned, one per line.
+    patients: Mapped[str | None] = mapped_column(Text)

@@ -175,3 +175,69 @@ def test_405_says_what_is_allowed_and_xml_is_406(client: TestClient, published: 
         headers={**AUTH, "Accept": "application/fhir+xml, application/fhir+json;q=0.9"},
     )
     assert either.status_code == 200
+
+
+def test_patient_search_by_name_identifier_and_birthdate(
+    client: TestClient, published: dict[str, Any]
+) -> None:
+    pid = _rid(published, "Patient")
+
+    def ids(query: str) -> list[str]:
+        res = client.get(f"/fhir/Patient?{query}", headers=AUTH)
+        assert res.status_code == 200, res.text
+        return [e["resource"]["id"] for e in res.json().get("entry", [])]
+
+    # The seed name is "Invented^Person=试^验".
+    assert ids("name=inv") == [pid] and ids("name=PERS") == [pid] and ids("family=试") == [pid]
+    assert ids("name=nobody") == [] and ids("name=vented") == []  # starts-with, not contains
+    assert ids("identifier=PAT-42") == [pid]
+    assert ids("birthdate=1980-01-01") == [pid] and ids("birthdate=ge1981") == []
+
+
+def test_chained_and_related_identifier_searches(client: TestClient, published: dict[str, Any]) -> None:
+    rid = _rid(published)
+
+    def ids(query: str) -> list[str]:
+        res = client.get(f"/fhir/DiagnosticReport?{query}", headers=AUTH)
+        assert res.status_code == 200, res.text
+        return [
+            e["resource"]["id"]
+            for e in res.json().get("entry", [])
+            if e["resource"]["status"] != "preliminary"
+        ]
+
+    assert ids("patient.identifier=PAT-42") == [rid]
+    assert ids("patient.identifier=OTHER") == []
+    assert ids("patient.name=invented") == [rid] and ids("patient.name=zzz") == []
+    assert ids("based-on.identifier=ACC-42") == [rid] and ids("based-on.identifier=ACC-0") == []
+    from fhir_seed import STUDY_UID
+
+    assert ids(f"imaging-study.identifier=urn:dicom:uid|urn:oid:{STUDY_UID}") == [rid]
+    obs = client.get("/fhir/Observation?date=2026-01-10&patient.identifier=PAT-42", headers=AUTH).json()
+    assert obs["total"] > 0
+    assert client.get("/fhir/Observation?date=2020", headers=AUTH).json()["total"] == 0
+
+
+def test_capability_statement_says_exactly_what_is_supported(client: TestClient) -> None:
+    body = client.get("/fhir/metadata").json()
+    assert body["implementation"]["url"] == "http://testserver/fhir"
+    rest = body["rest"][0]
+    assert rest["security"]["service"]
+    dr = next(r for r in rest["resource"] if r["type"] == "DiagnosticReport")
+    assert {
+        "DiagnosticReport:result",
+        "DiagnosticReport:subject",
+        "DiagnosticReport:imaging-study",
+        "DiagnosticReport:based-on",
+    } <= set(dr["searchInclude"])
+    assert dr["searchRevInclude"] == ["Provenance:target"]
+    assert {"patient.identifier", "patient.name", "based-on.identifier", "imaging-study.identifier"} <= {
+        p["name"] for p in dr["searchParam"]
+    }
+    assert {"history-type", "search-type", "read", "vread"} <= {i["code"] for i in dr["interaction"]}
+    patient = next(r for r in rest["resource"] if r["type"] == "Patient")
+    assert {"name", "identifier", "birthdate"} <= {p["name"] for p in patient["searchParam"]}
+    assert body["format"] == ["application/fhir+json", "json"]
+    from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+
+    CapabilityStatement.model_validate(body)

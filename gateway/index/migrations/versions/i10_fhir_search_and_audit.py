@@ -1,0 +1,71 @@
+"""FHIR name search column and the audit trail of FHIR reads and searches
+
+Revision ID: i10_fhir
+Revises: 0001
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "i10_fhir"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("fhir_resources", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("names", sa.Text(), nullable=True))
+    _backfill_names()
+    op.create_table(
+        "audit_events",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("recorded", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("client_id", sa.String(length=128), nullable=False),
+        sa.Column("action", sa.String(length=32), nullable=False),
+        sa.Column("resource_type", sa.String(length=64), nullable=True),
+        sa.Column("query", sa.Text(), nullable=True),
+        sa.Column("outcome", sa.Integer(), nullable=False),
+        sa.Column("entities", sa.Text(), nullable=True),
+        sa.Column("patients", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_audit_events_recorded"), ["recorded"], unique=False)
+
+
+def _backfill_names() -> None:
+    """Name parts of the Patient and Practitioner rows already published (as gateway.fhir.store writes)."""
+    rows = sa.table(
+        "fhir_resources",
+        sa.column("id", sa.Integer()),
+        sa.column("resource_type", sa.String()),
+        sa.column("body", sa.JSON()),
+        sa.column("names", sa.Text()),
+    )
+    bind = op.get_bind()
+    found = bind.execute(
+        sa.select(rows.c.id, rows.c.body).where(rows.c.resource_type.in_(["Patient", "Practitioner"]))
+    ).all()
+    for row_id, body in found:
+        parts: list[str] = []
+        for name in (body or {}).get("name") or []:
+            parts += [
+                str(name.get("text", "")),
+                str(name.get("family", "")),
+                *map(str, name.get("given", [])),
+            ]
+        words = list(dict.fromkeys(p.casefold().strip() for p in parts if p and p.strip()))
+        if words:
+            value = "\n" + "\n".join(words) + "\n"
+            bind.execute(sa.update(rows).where(rows.c.id == row_id).values(names=value))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_events_recorded"))
+    op.drop_table("audit_events")
+    with op.batch_alter_table("fhir_resources", schema=None) as batch_op:
+        batch_op.drop_column("names")
