@@ -121,6 +121,9 @@ class PipelineSettings(Section):
 class HttpSettings(Section):
     host: str = "127.0.0.1"
     public_base_url: str | None = Field(default=None, description="base URL that links in FHIR resources use")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="browser origins allowed to call /fhir (CORS); none by default"
+    )
 
 
 class LogSettings(Section):

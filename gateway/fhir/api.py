@@ -19,15 +19,20 @@ from urllib.parse import parse_qsl, urlencode
 
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from gateway import __version__
 from gateway.fhir import ids
+from gateway.fhir.audit import audit_event_resource, search_audit
+from gateway.fhir.audit import record as record_audit
 from gateway.fhir.endpoint import dicomweb_endpoint
 from gateway.fhir.errors import (
     FhirError,
+    Forbidden,
     InvalidSearch,
     MethodNotAllowed,
     NotAcceptable,
@@ -52,7 +57,7 @@ from gateway.fhir.settings import FhirSettings
 from gateway.fhir.shape import subset
 from gateway.fhir.store import history, history_type, provenance_of, read, read_many, search
 from gateway.http.auth import token_matches
-from gateway.index.models import FhirResource, Instance
+from gateway.index.models import AuditEvent, FhirResource, Instance
 
 FHIR_JSON = "application/fhir+json"
 log = logging.getLogger(__name__)
@@ -65,6 +70,7 @@ class FhirResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         import json
 
+        self.fhir_content = content  # kept for the audit trail (what was returned)
         return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -77,26 +83,51 @@ def operation_outcome(status: int, code: str, message: str) -> Response:
     return FhirResponse(body, status_code=status, headers=headers)
 
 
-def _guard(token: str, handler: Handler, *, public: bool = False) -> Handler:
-    """Bearer-token check and the error boundary: every failure leaves as an OperationOutcome."""
+Principal = Callable[[Request], str | None]
+Recorder = Callable[[Request, str, str | None, int, Any], None]
+
+
+def _guard(
+    who: Principal,
+    handler: Handler,
+    *,
+    public: bool = False,
+    action: str | None = None,
+    audit: Recorder | None = None,
+) -> Handler:
+    """Authentication, the auditor/clinical split, the error boundary (every failure leaves as an
+    OperationOutcome) and the audit record of the request."""
 
     def wrapped(request: Request) -> Response:
+        client: str | None = None
+        response: Response
         try:
-            # An empty configured token admits no one rather than everyone (see token_matches).
-            if not public and not token_matches(request.headers.get("authorization"), token):
-                raise Unauthorized("a valid bearer token is required")
+            if not public:
+                client = who(request)
+                if client is None:
+                    raise Unauthorized("a valid bearer token is required")
+                is_audit = request.path_params.get("rtype") == "AuditEvent"
+                if is_audit != (client == AUDITOR):
+                    raise Forbidden(
+                        "AuditEvent is readable by auditors only"
+                        if is_audit
+                        else "the audit token reads AuditEvent only"
+                    )
+                request.state.client = client
             _check_accept(request)
-            return handler(request)
+            response = handler(request)
         except NotModified as exc:
-            return Response(status_code=304, headers={"ETag": exc.etag})
+            response = Response(status_code=304, headers={"ETag": exc.etag})
         except FhirError as exc:
             response = operation_outcome(exc.status, exc.code, str(exc))
             if isinstance(exc, MethodNotAllowed):
                 response.headers["Allow"] = exc.allow
-            return response
         except Exception:
             log.exception("FHIR request %s failed", request.url.path)
-            return operation_outcome(500, "exception", "internal error")
+            response = operation_outcome(500, "exception", "internal error")
+        if audit is not None and action is not None:
+            audit(request, action, client, response.status_code, getattr(response, "fhir_content", None))
+        return response
 
     return wrapped
 
@@ -255,6 +286,10 @@ def capability_statement(fhir: FhirSettings, base: str | None = None) -> dict[st
     }
 
 
+AUDITOR = "auditor"
+STATIC_CLIENT = "static-api-token"
+
+
 def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str) -> list[BaseRoute]:
     """The ``/fhir`` mount and the ``/images/{sop_instance_uid}.{png|jpeg}`` route.
 
@@ -276,8 +311,67 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
             raise NotFound(f"Endpoint/{rid} not found")
         return dicomweb_endpoint(_root(request, public_base), fhir.version)
 
+    def read_audit_event(rid: str) -> Response:
+        if not rid.isascii() or not rid.isdigit() or len(rid) > 12:
+            raise NotFound(f"AuditEvent/{rid[:64]} not found")
+        with sessions() as session:
+            row = session.get(AuditEvent, int(rid))
+            if row is None:
+                raise NotFound(f"AuditEvent/{rid} not found")
+            return FhirResponse(audit_event_resource(row, fhir.version))
+
+    def search_audit_events(request: Request, items: list[tuple[str, str]]) -> Response:
+        allowed = {"patient", "agent", "date", "_count", "_offset", "_format"}
+        names = {k for k, _ in items}
+        if names - allowed:
+            raise InvalidSearch(f"AuditEvent search takes {sorted(allowed)}")
+        q = dict(items)
+        count = min(parse_uint("_count", q.get("_count", str(fhir.page_size))), fhir.max_page_size)
+        offset = parse_uint("_offset", q.get("_offset", "0"))
+        since = before = None
+        for name, raw in items:
+            if name == "date":
+                r = parse_date(raw)
+                if r.prefix in ("ge", "gt", "sa"):
+                    since = r.start if r.prefix == "ge" else r.end
+                elif r.prefix in ("le", "lt", "eb"):
+                    before = r.end if r.prefix == "le" else r.start
+                elif r.prefix == "eq":
+                    since, before = r.start, r.end
+                else:
+                    raise InvalidSearch("AuditEvent date takes eq, ge, gt, le, lt")
+        patient = q.get("patient")
+        if patient and not patient.startswith("Patient/"):
+            patient = f"Patient/{patient}"
+        with sessions() as session:
+            rows = search_audit(
+                session,
+                patient=patient,
+                agent=q.get("agent"),
+                since=since,
+                before=before,
+                count=count + 1,
+                offset=offset,
+            )
+            bodies = [audit_event_resource(r, fhir.version) for r in rows[:count]]
+        base = _base(request, public_base)
+        links = [{"relation": "self", "url": f"{base}/AuditEvent?" + urlencode(items)}]
+        if len(rows) > count:
+            kept = [(k, v) for k, v in items if k not in ("_count", "_offset")]
+            nxt = urlencode([*kept, ("_count", str(count)), ("_offset", str(offset + count))])
+            links.append({"relation": "next", "url": f"{base}/AuditEvent?{nxt}"})
+        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": links}
+        if bodies:
+            bundle["entry"] = [
+                {"fullUrl": f"{base}/AuditEvent/{b['id']}", "resource": b, "search": {"mode": "match"}}
+                for b in bodies
+            ]
+        return FhirResponse(bundle)
+
     def read_resource(request: Request) -> Response:
         rtype, rid = request.path_params["rtype"], request.path_params["rid"]
+        if rtype == "AuditEvent":
+            return read_audit_event(rid)
         _check_type(rtype)
         if rtype == "Endpoint":
             return FhirResponse(endpoint(request, rid), headers={"ETag": 'W/"1"'})
@@ -360,6 +454,8 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
 
     def run_search(request: Request, items: list[tuple[str, str]]) -> Response:
         rtype = request.path_params["rtype"]
+        if rtype == "AuditEvent":
+            return search_audit_events(request, items)
         _check_type(rtype)
         if rtype == "Binary":
             raise InvalidSearch("Binary cannot be searched")
@@ -471,7 +567,7 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
                 raise InvalidSearch("the search body is not valid form data") from exc
             return run_search(req, [*req.query_params.multi_items(), *form])
 
-        return await run_in_threadpool(g(token, handle), request)
+        return await run_in_threadpool(g(token, handle, action="search"), request)
 
     def not_allowed(request: Request) -> Response:
         parts = [p for p in request.url.path.split("/fhir", 1)[-1].split("/") if p]
@@ -534,19 +630,54 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
         data = encode_image(pixels, "png" if fmt == "png" else "jpeg", max_size=size)
         return Response(data, media_type=f"image/{fmt}", headers={"Cache-Control": "private, max-age=3600"})
 
-    g = _guard
+    audit_token = fhir.audit_token.get_secret_value() if fhir.audit_token else ""
+
+    def who(request: Request) -> str | None:
+        header = request.headers.get("authorization")
+        if token_matches(header, token):
+            return STATIC_CLIENT
+        if token_matches(header, audit_token):
+            return AUDITOR
+        return None
+
+    def audit(request: Request, action: str, client: str | None, status: int, content: Any) -> None:
+        query = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        rtype = request.path_params.get("rtype")
+        record_audit(
+            sessions,
+            client_id=client or "anonymous",
+            action=action,
+            resource_type=str(rtype) if rtype else None,
+            query=query,
+            outcome=status,
+            content=content,
+        )
+
+    def g(_token: str, handler: Handler, *, public: bool = False, action: str | None = None) -> Handler:
+        return _guard(who, handler, public=public, action=action, audit=audit)
+
     fhir_routes: list[BaseRoute] = [
         Route("/metadata", g(token, metadata, public=True), methods=["GET"]),
-        Route("/{rtype}/{rid}/_history/{vid}", g(token, vread), methods=["GET"]),
-        Route("/{rtype}/{rid}/_history", g(token, history_instance), methods=["GET"]),
-        Route("/{rtype}/{rid}", g(token, read_resource), methods=["GET"]),
+        Route("/{rtype}/{rid}/_history/{vid}", g(token, vread, action="vread"), methods=["GET"]),
+        Route("/{rtype}/{rid}/_history", g(token, history_instance, action="history"), methods=["GET"]),
+        Route("/{rtype}/{rid}", g(token, read_resource, action="read"), methods=["GET"]),
         Route("/{rtype}/_search", search_post, methods=["POST"]),
-        Route("/{rtype}", g(token, search_type), methods=["GET"]),
+        Route("/{rtype}", g(token, search_type, action="search"), methods=["GET"]),
         Route("/{rest:path}", g(token, not_allowed), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]
+    cors = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(getattr(getattr(settings, "http", None), "cors_origins", []) or []),
+            allow_methods=["GET", "HEAD", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Accept", "If-None-Match", "If-Modified-Since"],
+            expose_headers=["ETag", "Last-Modified", "Location", "Content-Location"],
+            max_age=600,
+        )
+    ]
     return [
-        Mount("/fhir", routes=fhir_routes),
-        Route("/images/{name}", g(token, image), methods=["GET"]),
+        Mount("/fhir", routes=fhir_routes, middleware=cors),
+        Route("/images/{name}", g(token, image, action="image"), methods=["GET"]),
     ]
 
 

@@ -7,6 +7,7 @@
         ├── InvalidResource       a built resource failed validation (500, code invariant)
         ├── InvalidSearch         a query we do not understand (400, code not-supported / invalid)
         ├── Unauthorized          no or wrong bearer token (401, code login)
+        ├── Forbidden             a client outside its rights, e.g. AuditEvent (403, code forbidden)
         ├── NotFound              unknown type, id or version (404, code not-found)
         ├── MethodNotAllowed      an interaction the server does not offer (405, code not-supported)
         └── NotAcceptable         a format other than JSON asked for (406, code not-supported)
@@ -34,6 +35,13 @@ class InvalidSearch(FhirError):
 class Unauthorized(FhirError):
     status = 401
     code = "login"
+
+
+class Forbidden(FhirError):
+    """Authenticated, but this client may not do this (403, code forbidden)."""
+
+    status = 403
+    code = "forbidden"
 
 
 class NotFound(FhirError):

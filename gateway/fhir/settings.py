@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
 class FhirSettings(BaseModel):
@@ -38,4 +38,8 @@ class FhirSettings(BaseModel):
         default="Radiology",
         description="DiagnosticReport.performer and Provenance onBehalfOf when the report instance names"
         " no organization (VerifyingOrganization, InstitutionName)",
+    )
+    audit_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token of auditors: the only one that may read AuditEvent (none: nobody may)",
     )
