@@ -25,6 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gateway.auth.settings import AuthSettings
 from gateway.fhir.settings import FhirSettings
 from gateway.findings.settings import FindingsSettings
 from gateway.reading.settings import ReadingSettings
@@ -158,6 +159,7 @@ class Settings(BaseSettings):
     reading: ReadingSettings = Field(default_factory=ReadingSettings)
     findings: FindingsSettings = Field(default_factory=FindingsSettings)
     fhir: FhirSettings = Field(default_factory=FhirSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @field_validator("ae_title")
     @classmethod

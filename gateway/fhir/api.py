@@ -26,6 +26,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from gateway import __version__
+from gateway.auth import AuthError, authenticator, build_auth_routes
+from gateway.auth.core import Interaction
 from gateway.fhir import ids
 from gateway.fhir.audit import audit_event_resource, search_audit
 from gateway.fhir.audit import record as record_audit
@@ -56,7 +58,6 @@ from gateway.fhir.search import (
 from gateway.fhir.settings import FhirSettings
 from gateway.fhir.shape import subset
 from gateway.fhir.store import history, history_type, provenance_of, read, read_many, search
-from gateway.http.auth import token_matches
 from gateway.index.models import AuditEvent, FhirResource, Instance
 
 FHIR_JSON = "application/fhir+json"
@@ -83,12 +84,12 @@ def operation_outcome(status: int, code: str, message: str) -> Response:
     return FhirResponse(body, status_code=status, headers=headers)
 
 
-Principal = Callable[[Request], str | None]
+Who = Callable[[Request, str | None], str]
 Recorder = Callable[[Request, str, str | None, int, Any], None]
 
 
 def _guard(
-    who: Principal,
+    who: Who,
     handler: Handler,
     *,
     public: bool = False,
@@ -103,16 +104,7 @@ def _guard(
         response: Response
         try:
             if not public:
-                client = who(request)
-                if client is None:
-                    raise Unauthorized("a valid bearer token is required")
-                is_audit = request.path_params.get("rtype") == "AuditEvent"
-                if is_audit != (client == AUDITOR):
-                    raise Forbidden(
-                        "AuditEvent is readable by auditors only"
-                        if is_audit
-                        else "the audit token reads AuditEvent only"
-                    )
+                client = who(request, action)
                 request.state.client = client
             _check_accept(request)
             response = handler(request)
@@ -126,6 +118,7 @@ def _guard(
             log.exception("FHIR request %s failed", request.url.path)
             response = operation_outcome(500, "exception", "internal error")
         if audit is not None and action is not None:
+            client = client or getattr(request.state, "client", None)
             audit(request, action, client, response.status_code, getattr(response, "fhir_content", None))
         return response
 
@@ -284,10 +277,6 @@ def capability_statement(fhir: FhirSettings, base: str | None = None) -> dict[st
             }
         ],
     }
-
-
-AUDITOR = "auditor"
-STATIC_CLIENT = "static-api-token"
 
 
 def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str) -> list[BaseRoute]:
@@ -630,15 +619,21 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
         data = encode_image(pixels, "png" if fmt == "png" else "jpeg", max_size=size)
         return Response(data, media_type=f"image/{fmt}", headers={"Cache-Control": "private, max-age=3600"})
 
-    audit_token = fhir.audit_token.get_secret_value() if fhir.audit_token else ""
+    auth = authenticator(settings, token)
 
-    def who(request: Request) -> str | None:
-        header = request.headers.get("authorization")
-        if token_matches(header, token):
-            return STATIC_CLIENT
-        if token_matches(header, audit_token):
-            return AUDITOR
-        return None
+    def who(request: Request, action: str | None) -> str:
+        """The client id, once the token and its scope for this request are checked."""
+        rtype = str(request.path_params.get("rtype") or "ImagingStudy")  # /images: reading the study
+        interaction: Interaction = "search" if action in ("search", "history-type") else "read"
+        if request.path_params.get("rid") == "_history":
+            interaction = "search"
+        try:
+            principal = auth.authenticate(request.headers.get("authorization"))
+            request.state.client = principal.client_id  # known from here on, for the audit record
+            auth.require(principal, rtype, interaction)
+        except AuthError as exc:
+            raise (Unauthorized if exc.status == 401 else Forbidden)(str(exc)) from exc
+        return principal.client_id
 
     def audit(request: Request, action: str, client: str | None, status: int, content: Any) -> None:
         query = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -676,6 +671,7 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
         )
     ]
     return [
+        *build_auth_routes(auth, public_base),
         Mount("/fhir", routes=fhir_routes, middleware=cors),
         Route("/images/{name}", g(token, image, action="image"), methods=["GET"]),
     ]

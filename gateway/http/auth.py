@@ -12,6 +12,7 @@ import os
 import secrets
 from pathlib import Path
 
+from gateway.auth.bearer import bearer_credentials
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,18 +31,6 @@ def resolve_api_token(settings: Settings) -> str:
         fh.write(token + "\n")
     log.warning("generated an API token", extra={"token_file": str(Path(path).resolve())})
     return token
-
-
-def bearer_credentials(header: str | None) -> str | None:
-    """The credentials of an ``Authorization: Bearer <token>`` header (RFC 6750 2.1; the scheme is
-    case-insensitive, RFC 9110 11.1), or None for another scheme or an empty token."""
-    if not header:
-        return None
-    scheme, _, rest = header.partition(" ")
-    given = rest.strip(" \t")
-    if scheme.lower() != "bearer" or not given:
-        return None
-    return given
 
 
 def token_matches(header: str | None, token: str) -> bool:
