@@ -57,6 +57,7 @@ COMMON = (
     "_summary",
     "_elements",
     "_total",
+    "_totalMethod",
 )
 #: ``_include`` targets: search parameter of the source type → the elements whose references it follows.
 INCLUDES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -150,6 +151,10 @@ def parse_options(rtype: str, name: str, raw: str, values: tuple[str, ...], o: O
         if raw not in ("none", "estimate", "accurate"):
             raise InvalidSearch("_total must be none, estimate or accurate")
         o.total = raw
+    elif name == "_totalMethod":  # Aidbox's spelling, which fhirpy's count() sends
+        if raw not in ("count", "estimate"):
+            raise InvalidSearch("_totalMethod must be count or estimate")
+        o.total = "accurate" if raw == "count" else "estimate"
     if o.summary and o.elements:
         raise InvalidSearch("_summary and _elements cannot be combined")
 
@@ -243,7 +248,7 @@ def parse_search(
             offset = parse_uint("_offset", raw)
         elif name == "_format":
             check_format(raw)
-        elif name in ("_include", "_revinclude", "_sort", "_summary", "_elements", "_total"):
+        elif name in ("_include", "_revinclude", "_sort", "_summary", "_elements", "_total", "_totalMethod"):
             parse_options(rtype, name, raw, values, o)
         elif name == "_id":
             for v in values:
