@@ -207,6 +207,7 @@ class FhirResource(Base):
     __table_args__ = (
         UniqueConstraint("resource_type", "resource_id", "version_id", name="uq_fhir_version"),
         Index("ix_fhir_current", "resource_type", "is_current"),
+        Index("ix_fhir_effective", "resource_type", "effective"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

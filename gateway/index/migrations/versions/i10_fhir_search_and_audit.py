@@ -18,6 +18,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("fhir_resources", schema=None) as batch_op:
         batch_op.add_column(sa.Column("names", sa.Text(), nullable=True))
+        batch_op.create_index("ix_fhir_effective", ["resource_type", "effective"], unique=False)
     _backfill_names()
     op.create_table(
         "audit_events",
@@ -68,4 +69,5 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_audit_events_recorded"))
     op.drop_table("audit_events")
     with op.batch_alter_table("fhir_resources", schema=None) as batch_op:
+        batch_op.drop_index("ix_fhir_effective")
         batch_op.drop_column("names")
