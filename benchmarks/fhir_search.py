@@ -31,9 +31,9 @@ from benchmarks._common import postgres_database
 from gateway.fhir import ids
 from gateway.fhir.api import build_fhir_routes
 from gateway.fhir.search import parse_search
-from gateway.fhir.store import search_columns, search_query
+from gateway.fhir.store import identifier_tokens, search_columns, search_query
 from gateway.index.db import open_index
-from gateway.index.models import FhirResource, Patient, Study
+from gateway.index.models import FhirIdentifier, FhirResource, Patient, Study
 from gateway.settings import Settings
 
 TOKEN = "bench-token"
@@ -131,7 +131,18 @@ def fill(sessions: Any, n: int) -> None:
                             **search_columns(body),
                         }
                     )
+            last = session.scalar(text("SELECT coalesce(max(id), 0) FROM fhir_resources"))
             session.execute(insert(FhirResource), rows)
+            new = session.execute(
+                text("SELECT id, identifiers FROM fhir_resources WHERE id > :last"), {"last": last}
+            ).all()
+            tokens = [
+                {"resource_fk": pk, "system": system, "value": value}
+                for pk, identifiers in new
+                for system, value in identifier_tokens(identifiers)
+            ]
+            if tokens:
+                session.execute(insert(FhirIdentifier), tokens)
 
 
 QUERIES = {

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from gateway.index.models import FhirResource, Study, utcnow
+from gateway.index.models import FhirIdentifier, FhirResource, Study, utcnow
 
 #: Elements a re-publication changes even when the content is the same.
 _VOLATILE: dict[str, tuple[str, ...]] = {
@@ -136,6 +136,7 @@ def save_resources(
     """Write a new version of each resource whose content changed, inside the caller's transaction."""
     now = now or utcnow()
     summary = SaveSummary()
+    added: list[FhirResource] = []
     for resource in resources:
         rtype, rid = str(resource["resourceType"]), str(resource["id"])
         row = current(session, rtype, rid)
@@ -150,25 +151,41 @@ def save_resources(
             row.is_current = False
             session.flush()
         body["meta"] = {"versionId": str(version), "lastUpdated": now.isoformat(timespec="milliseconds")}
-        session.add(
-            FhirResource(
-                resource_type=rtype,
-                resource_id=rid,
-                version_id=version,
-                is_current=True,
-                study_fk=study_fk,
-                last_updated=now,
-                body=body,
-                **search_columns(body),
-            )
+        new_row = FhirResource(
+            resource_type=rtype,
+            resource_id=rid,
+            version_id=version,
+            is_current=True,
+            study_fk=study_fk,
+            last_updated=now,
+            body=body,
+            **search_columns(body),
         )
+        session.add(new_row)
+        added.append(new_row)
         if row is None:
             summary.created += 1
         else:
             summary.updated += 1
         summary.versions[key] = version
     session.flush()
+    session.add_all(
+        FhirIdentifier(resource_fk=row.id, system=system, value=value)
+        for row in added
+        for system, value in identifier_tokens(row.identifiers)
+    )
+    session.flush()
     return summary
+
+
+def identifier_tokens(identifiers: str | None) -> list[tuple[str, str]]:
+    """(system, value) pairs of the ``identifiers`` search column, cut to the token table's widths."""
+    out = []
+    for token in (identifiers or "").split("\n"):
+        if "|" in token:
+            system, _, value = token.partition("|")
+            out.append((system[:256], value[:256]))
+    return out
 
 
 def read(session: Session, rtype: str, rid: str, version: int | None = None) -> FhirResource | None:
@@ -226,6 +243,17 @@ class Criteria:
     related_identifier: list[tuple[str, tuple[tuple[str | None, str], ...]]] = field(default_factory=list)
 
 
+def _identifier_clause(pk: Any, values: tuple[tuple[str | None, str], ...]) -> Any:
+    """Identifier tokens through the indexed ``fhir_identifiers`` table (exact value, optional system)."""
+    parts = [
+        FhirIdentifier.value == value
+        if system is None
+        else and_(FhirIdentifier.value == value, FhirIdentifier.system == system)
+        for system, value in values
+    ]
+    return pk.in_(select(FhirIdentifier.resource_fk).where(or_(*parts)).scalar_subquery())
+
+
 def _token_clause(column: Any, values: tuple[tuple[str | None, str], ...]) -> Any:
     parts = []
     for system, value in values:
@@ -270,7 +298,7 @@ def search_query(rtype: str, c: Criteria) -> Select[Any]:
     for refs in c.patient:
         q = q.where(FhirResource.patient_ref.in_(refs))
     for values in c.identifier:
-        q = q.where(_token_clause(FhirResource.identifiers, values))
+        q = q.where(_identifier_clause(FhirResource.id, values))
     for values in c.category:
         q = q.where(_token_clause(FhirResource.category, values))
     for values in c.code:
@@ -298,7 +326,7 @@ def search_query(rtype: str, c: Criteria) -> Select[Any]:
     patients = aliased(FhirResource)
     for values in c.patient_identifier:
         q = q.where(
-            FhirResource.patient_ref.in_(_patients(patients, _token_clause(patients.identifiers, values)))
+            FhirResource.patient_ref.in_(_patients(patients, _identifier_clause(patients.id, values)))
         )
     for words in c.patient_name:
         q = q.where(FhirResource.patient_ref.in_(_patients(patients, _name_clause(patients.names, words))))
@@ -307,7 +335,7 @@ def search_query(rtype: str, c: Criteria) -> Select[Any]:
         sub = select(other.study_fk).where(
             other.resource_type == related_type,
             other.is_current.is_(True),
-            _token_clause(other.identifiers, values),
+            _identifier_clause(other.id, values),
         )
         q = q.where(FhirResource.study_fk.in_(sub.scalar_subquery()))
     for r in c.last_updated:

@@ -228,6 +228,18 @@ class FhirResource(Base):
     names: Mapped[str | None] = mapped_column(Text, default=None)
 
 
+class FhirIdentifier(Base):
+    """One searchable token (system, value) of a FhirResource row: identifier search by index, not by LIKE."""
+
+    __tablename__ = "fhir_identifiers"
+    __table_args__ = (Index("ix_fhir_identifier_value", "value", "system"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    resource_fk: Mapped[int] = mapped_column(ForeignKey("fhir_resources.id"), index=True)
+    system: Mapped[str] = mapped_column(String(256), default="")
+    value: Mapped[str] = mapped_column(String(256))
+
+
 class AuditEvent(Base):
     """One read or search of the FHIR API: who (client id), what (resources, patients), when, outcome."""
 

@@ -21,6 +21,19 @@ def upgrade() -> None:
         batch_op.create_index("ix_fhir_effective", ["resource_type", "effective"], unique=False)
     _backfill_names()
     op.create_table(
+        "fhir_identifiers",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("resource_fk", sa.Integer(), nullable=False),
+        sa.Column("system", sa.String(length=256), nullable=False),
+        sa.Column("value", sa.String(length=256), nullable=False),
+        sa.ForeignKeyConstraint(["resource_fk"], ["fhir_resources.id"]),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("fhir_identifiers", schema=None) as batch_op:
+        batch_op.create_index("ix_fhir_identifier_value", ["value", "system"], unique=False)
+        batch_op.create_index(batch_op.f("ix_fhir_identifiers_resource_fk"), ["resource_fk"], unique=False)
+    _backfill_identifiers()
+    op.create_table(
         "audit_events",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("recorded", sa.DateTime(timezone=True), nullable=False),
@@ -64,7 +77,30 @@ def _backfill_names() -> None:
             bind.execute(sa.update(rows).where(rows.c.id == row_id).values(names=value))
 
 
+def _backfill_identifiers() -> None:
+    """Tokens of the rows already published, from their ``identifiers`` column ("\\nsystem|value\\n...")."""
+    bind = op.get_bind()
+    rows = bind.execute(
+        sa.text("SELECT id, identifiers FROM fhir_resources WHERE identifiers IS NOT NULL")
+    ).all()
+    table = sa.table(
+        "fhir_identifiers",
+        sa.column("resource_fk", sa.Integer()),
+        sa.column("system", sa.String()),
+        sa.column("value", sa.String()),
+    )
+    values = []
+    for row_id, tokens in rows:
+        for token in str(tokens).split("\n"):
+            if "|" in token:
+                system, _, value = token.partition("|")
+                values.append({"resource_fk": row_id, "system": system[:256], "value": value[:256]})
+    if values:
+        bind.execute(sa.insert(table), values)
+
+
 def downgrade() -> None:
+    op.drop_table("fhir_identifiers")
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_events_recorded"))
     op.drop_table("audit_events")
