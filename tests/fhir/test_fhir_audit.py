@@ -37,9 +37,7 @@ def test_reads_and_searches_are_audited_and_auditors_read_them(
     rid, pid = _rid(published, "DiagnosticReport"), _rid(published, "Patient")
     with caplog.at_level(logging.INFO):
         assert client.get(f"/fhir/DiagnosticReport/{rid}", headers=AUTH).status_code == 200
-        assert (
-            client.get("/fhir/DiagnosticReport?patient.identifier=PAT-42", headers=AUTH).status_code == 200
-        )
+        assert client.get("/fhir/DiagnosticReport?patient.identifier=PAT-42", headers=AUTH).status_code == 200
         assert client.get(f"/fhir/DiagnosticReport/{rid}").status_code == 401
     # The gateway's own loggers (the test client's httpx logs its URLs; uvicorn runs with access_log=False).
     ours = [r for r in caplog.records if not r.name.startswith("httpx")]
