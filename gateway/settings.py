@@ -25,6 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gateway.auth.settings import AuthSettings
 from gateway.delivery.settings import DeliverySettings
 from gateway.dicomweb.settings import DicomwebSettings
 from gateway.fhir.settings import FhirSettings
@@ -142,6 +143,9 @@ class PipelineSettings(Section):
 class HttpSettings(Section):
     host: str = "127.0.0.1"
     public_base_url: str | None = Field(default=None, description="base URL that links in FHIR resources use")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="browser origins allowed to call /fhir (CORS); none by default"
+    )
 
 
 class LogSettings(Section):
@@ -179,6 +183,7 @@ class Settings(BaseSettings):
     dicomweb: DicomwebSettings = Field(default_factory=DicomwebSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @field_validator("ae_title")
     @classmethod

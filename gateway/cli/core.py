@@ -246,7 +246,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
         # Subscription routes first: the FHIR API's catch-all answers 405 to other writes.
         extra_routes = [
-            *build_subscription_routes(runtime.sessions, f"{base_url(settings)}/fhir", token),
+            *build_subscription_routes(runtime.sessions, f"{base_url(settings)}/fhir", token, settings),
             *build_fhir_routes(runtime.sessions, settings, token),
         ]
     extra_routes += _web_routes(runtime, settings, token)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -294,16 +294,32 @@ class SubscriptionSender:
 # -- HTTP routes (mounted before the FHIR API's catch-all) ------------------------------------------------
 
 
-def build_subscription_routes(sessions: sessionmaker[Session], base_url: str, token: str) -> list[BaseRoute]:
+def build_subscription_routes(
+    sessions: sessionmaker[Session], base_url: str, token: str, settings: Any
+) -> list[BaseRoute]:
+    """``/fhir/Subscription`` routes, authorised like the rest of ``/fhir`` (:mod:`gateway.auth`): a client
+    needs read access to Subscription (SMART v2 ``c``/``d`` are not told apart from ``r`` yet)."""
+    from gateway.auth import AuthError, authenticator
     from gateway.fhir.api import FhirResponse, _guard, operation_outcome
-    from gateway.fhir.errors import NotFound
+    from gateway.fhir.errors import Forbidden, NotFound, Unauthorized
+
+    auth = authenticator(settings, token)
+
+    def who(request: Request, action: str | None) -> str:
+        try:
+            return auth.principal_for(request, "Subscription", "read").client_id
+        except AuthError as exc:
+            raise (Unauthorized if exc.status == 401 else Forbidden)(str(exc)) from exc
+
+    def g(_token: str, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        return _guard(who, handler)
 
     async def create(request: Request) -> Response:
         try:
             body = await request.json()
         except ValueError:
             return operation_outcome(400, "invalid", "the body is not JSON")
-        return _guard(token, lambda r: _create(body))(request)
+        return g(token, lambda r: _create(body))(request)
 
     def _create(body: dict[str, Any]) -> Response:
         try:
@@ -361,7 +377,6 @@ def build_subscription_routes(sessions: sessionmaker[Session], base_url: str, to
             sub.status = "off"
         return Response(status_code=204)
 
-    g = _guard
     return [
         Route("/fhir/Subscription", create, methods=["POST"]),
         Route("/fhir/Subscription/{sid}/$status", g(token, status), methods=["GET"]),

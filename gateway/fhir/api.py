@@ -10,23 +10,55 @@ synchronous SQLAlchemy.
 from __future__ import annotations
 
 import base64
-import hmac
+import datetime as dt
 import logging
 from collections.abc import Callable
+from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from gateway import __version__
-from gateway.fhir.errors import FhirError, InvalidSearch, MethodNotAllowed, NotFound, Unauthorized
-from gateway.fhir.search import PARAMS, parse_search
+from gateway.auth import AuthError, authenticator, build_auth_routes
+from gateway.auth.core import Interaction
+from gateway.fhir import ids
+from gateway.fhir.audit import audit_event_resource, search_audit
+from gateway.fhir.audit import record as record_audit
+from gateway.fhir.endpoint import dicomweb_endpoint
+from gateway.fhir.errors import (
+    FhirError,
+    Forbidden,
+    InvalidSearch,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotFound,
+    NotModified,
+    Unauthorized,
+)
+from gateway.fhir.search import (
+    INCLUDES,
+    MAX_PARAMETERS,
+    PARAMS,
+    REVINCLUDES,
+    SORTS,
+    Options,
+    check_format,
+    parse_date,
+    parse_options,
+    parse_search,
+    parse_uint,
+)
 from gateway.fhir.settings import FhirSettings
-from gateway.fhir.store import history, read, search
-from gateway.index.models import FhirResource, Instance
+from gateway.fhir.shape import subset
+from gateway.fhir.store import history, history_type, provenance_of, read, read_many, search
+from gateway.index.models import AuditEvent, FhirResource, Instance
 
 FHIR_JSON = "application/fhir+json"
 log = logging.getLogger(__name__)
@@ -39,6 +71,7 @@ class FhirResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         import json
 
+        self.fhir_content = content  # kept for the audit trail (what was returned)
         return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -51,90 +84,194 @@ def operation_outcome(status: int, code: str, message: str) -> Response:
     return FhirResponse(body, status_code=status, headers=headers)
 
 
-def _guard(token: str, handler: Handler, *, public: bool = False) -> Handler:
-    """Bearer-token check and the error boundary: every failure leaves as an OperationOutcome."""
-    expected = token.encode("utf-8")
+Who = Callable[[Request, str | None], str]
+Recorder = Callable[[Request, str, str | None, int, Any], None]
+
+
+def _guard(
+    who: Who,
+    handler: Handler,
+    *,
+    public: bool = False,
+    action: str | None = None,
+    audit: Recorder | None = None,
+) -> Handler:
+    """Authentication, the auditor/clinical split, the error boundary (every failure leaves as an
+    OperationOutcome) and the audit record of the request."""
 
     def wrapped(request: Request) -> Response:
+        client: str | None = None
+        response: Response
         try:
             if not public:
-                header = request.headers.get("authorization", "")
-                scheme, _, given = header.partition(" ")
-                # An empty configured token admits no one rather than everyone.
-                if (
-                    not expected
-                    or scheme.lower() != "bearer"
-                    or not hmac.compare_digest(given.strip().encode("utf-8"), expected)
-                ):
-                    raise Unauthorized("a valid bearer token is required")
-            return handler(request)
+                client = who(request, action)
+                request.state.client = client
+            _check_accept(request)
+            response = handler(request)
+        except NotModified as exc:
+            response = Response(status_code=304, headers={"ETag": exc.etag})
         except FhirError as exc:
-            return operation_outcome(exc.status, exc.code, str(exc))
+            response = operation_outcome(exc.status, exc.code, str(exc))
+            if isinstance(exc, MethodNotAllowed):
+                response.headers["Allow"] = exc.allow
         except Exception:
             log.exception("FHIR request %s failed", request.url.path)
-            return operation_outcome(500, "exception", "internal error")
+            response = operation_outcome(500, "exception", "internal error")
+        if audit is not None and action is not None:
+            client = client or getattr(request.state, "client", None)
+            audit(request, action, client, response.status_code, getattr(response, "fhir_content", None))
+        return response
 
     return wrapped
 
 
+def _check_accept(request: Request) -> None:
+    """JSON only: an Accept naming XML (or Turtle) and no JSON or wildcard is a 406, as is ``_format=xml``."""
+    accept = request.headers.get("accept", "").lower()
+    readable = ("json", "*/*", "application/*", "application/pdf", "image/")
+    if ("xml" in accept or "turtle" in accept) and not any(x in accept for x in readable):
+        raise NotAcceptable("this server speaks JSON only (application/fhir+json)")
+    fmt = request.query_params.get("_format")
+    if fmt is not None:
+        check_format(fmt)
+
+
+def _root(request: Request, settings_base: str | None) -> str:
+    """The server's public root URL: ``[http] public_base_url``, else the request's own base URL."""
+    return (settings_base or str(request.base_url)).rstrip("/")
+
+
 def _base(request: Request, settings_base: str | None) -> str:
-    if settings_base:
-        return settings_base.rstrip("/") + "/fhir"
-    return str(request.base_url).rstrip("/") + "/fhir"
+    return _root(request, settings_base) + "/fhir"
 
 
-def _resource_response(row: FhirResource) -> Response:
+def _resource_response(row: FhirResource, options: Options | None = None) -> Response:
     headers = {
         "ETag": f'W/"{row.version_id}"',
-        "Last-Modified": row.last_updated.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        "Last-Modified": row.last_updated.astimezone(dt.UTC).strftime("%a, %d %b %Y %H:%M:%S GMT"),
     }
-    return FhirResponse(row.body, headers=headers)
+    body = subset(row.body, options.summary, options.elements) if options else row.body
+    return FhirResponse(body, headers=headers)
 
 
-def capability_statement(fhir: FhirSettings) -> dict[str, Any]:
-    """What this server really does; kept in step with :data:`gateway.fhir.search.PARAMS`."""
-    types: dict[str, str] = {
-        "_id": "token",
-        "patient": "reference",
-        "subject": "reference",
-        "identifier": "token",
-        "category": "token",
-        "code": "token",
-        "date": "date",
-        "status": "token",
-        "study": "reference",
-        "_lastUpdated": "date",
+def _read_options(rtype: str, request: Request) -> Options:
+    """``_summary`` / ``_elements`` on a read; any other parameter is a 400."""
+    options = Options()
+    for name, raw in request.query_params.multi_items():
+        if name == "_format":
+            continue
+        if name not in ("_summary", "_elements") or len(raw) > 1024:
+            raise InvalidSearch(f"a read takes only _summary, _elements and _format, not {name[:64]!r}")
+        if name == "_summary" and raw == "count":
+            raise InvalidSearch("_summary=count applies to searches")
+        parse_options(rtype, name, raw, tuple(v.strip() for v in raw.split(",")), options)
+    return options
+
+
+def _not_modified(request: Request, row: FhirResource) -> None:
+    """Conditional read (FHIR R4 3.1.0.5.2): If-None-Match on the version, else If-Modified-Since."""
+    etag = f'W/"{row.version_id}"'
+    match = request.headers.get("if-none-match")
+    if match is not None:
+        tags = {t.strip() for t in match.split(",")}
+        if "*" in tags or etag in tags or f'"{row.version_id}"' in tags:
+            raise NotModified(etag)
+        return
+    since = request.headers.get("if-modified-since")
+    if since:
+        try:
+            when = parsedate_to_datetime(since)
+        except (TypeError, ValueError):
+            return  # an unparseable date is ignored (RFC 9110 13.1.3)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        if row.last_updated.astimezone(dt.UTC).replace(microsecond=0) <= when:
+            raise NotModified(etag)
+
+
+def _history_entry(base: str, r: FhirResource) -> dict[str, Any]:
+    return {
+        "fullUrl": f"{base}/{r.resource_type}/{r.resource_id}",
+        "resource": r.body,
+        "request": {
+            "method": "POST" if r.version_id == 1 else "PUT",
+            "url": f"{r.resource_type}/{r.resource_id}",
+        },
+        "response": {"status": "201 Created" if r.version_id == 1 else "200 OK"},
     }
+
+
+SEARCH_TYPES: dict[str, str] = {
+    "_id": "token",
+    "_lastUpdated": "date",
+    "patient": "reference",
+    "subject": "reference",
+    "identifier": "token",
+    "category": "token",
+    "code": "token",
+    "date": "date",
+    "started": "date",
+    "birthdate": "date",
+    "status": "token",
+    "study": "reference",
+    "name": "string",
+    "family": "string",
+    "given": "string",
+    "patient.identifier": "token",
+    "subject.identifier": "token",
+    "patient.name": "string",
+    "based-on.identifier": "token",
+    "imaging-study.identifier": "token",
+}
+
+
+def capability_statement(fhir: FhirSettings, base: str | None = None) -> dict[str, Any]:
+    """What this server really does, generated from :data:`gateway.fhir.search.PARAMS`, ``INCLUDES``,
+    ``REVINCLUDES`` and ``SORTS`` so that it cannot drift from the code."""
     resources = []
     for rtype, params in PARAMS.items():
         if fhir.version == "R4" and rtype == "ImagingSelection":
             continue
         if fhir.version == "R5" and rtype == "Media":
             continue
-        entry: dict[str, Any] = {
-            "type": rtype,
-            "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "history-instance"}],
-            "versioning": "versioned",
-            "readHistory": True,
-        }
+        interactions = ["read", "vread", "history-instance", "history-type"]
+        entry: dict[str, Any] = {"type": rtype, "versioning": "versioned", "readHistory": True}
+        entry["conditionalRead"] = "full-support"
         if rtype != "Binary":
-            entry["interaction"].append({"code": "search-type"})
-            entry["searchParam"] = [{"name": p, "type": types[p]} for p in ("_id", "_lastUpdated", *params)]
-        resources.append(entry)
+            interactions.append("search-type")
+            entry["searchInclude"] = [f"{rtype}:{p}" for p in INCLUDES.get(rtype, {})] or None
+            entry["searchRevInclude"] = list(REVINCLUDES)
+            entry["searchParam"] = [
+                {"name": p, "type": SEARCH_TYPES[p]}
+                for p in ("_id", "_lastUpdated", *params)
+                if not (p == "_lastUpdated" and p in params)
+            ]
+        entry["interaction"] = [{"code": code} for code in interactions]
+        resources.append({k: v for k, v in entry.items() if v is not None})
+    implementation: dict[str, Any] = {"description": "DICOM/PACS report gateway FHIR API (read-only)"}
+    if base:
+        implementation["url"] = base
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "date": "2026-01-01",
+        "date": "2026-12-01",
         "kind": "instance",
         "software": {"name": "gateway", "version": __version__},
-        "implementation": {"description": "DICOM/PACS report gateway FHIR API (read-only)"},
+        "implementation": implementation,
         "fhirVersion": "4.0.1" if fhir.version == "R4" else "5.0.0",
         "format": ["application/fhir+json", "json"],
         "rest": [
             {
                 "mode": "server",
+                "documentation": "Search result parameters: _count, _offset, _sort ("
+                + ", ".join(SORTS)
+                + "), _summary (true, text, data, count), _elements, _total (none, estimate, accurate)"
+                + ", _include, _revinclude; POST [type]/_search; XML is answered 406.",
                 "security": {
-                    "description": "Bearer token (Authorization: Bearer) on every request but /metadata",
+                    "cors": False,
+                    # No restful-security-service code names a static bearer token, so none is claimed.
+                    "service": [{"text": "Bearer token (RFC 6750): the site's static API token"}],
+                    "description": "Authorization: Bearer <token> on every request but /metadata",
                 },
                 "resource": resources,
             }
@@ -152,30 +289,103 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
     public_base: str | None = getattr(getattr(settings, "http", None), "public_base_url", None)
 
     def metadata(request: Request) -> Response:
-        return FhirResponse(capability_statement(fhir))
+        return FhirResponse(capability_statement(fhir, _base(request, public_base)))
 
     def _check_type(rtype: str) -> None:
         if rtype not in PARAMS:
             raise NotFound(f"resource type {rtype!r} is not served here")
 
+    def endpoint(request: Request, rid: str) -> dict[str, Any]:
+        if rid != ids.dicomweb_endpoint_id():
+            raise NotFound(f"Endpoint/{rid} not found")
+        return dicomweb_endpoint(_root(request, public_base), fhir.version)
+
+    def read_audit_event(rid: str) -> Response:
+        if not rid.isascii() or not rid.isdigit() or len(rid) > 12:
+            raise NotFound(f"AuditEvent/{rid[:64]} not found")
+        with sessions() as session:
+            row = session.get(AuditEvent, int(rid))
+            if row is None:
+                raise NotFound(f"AuditEvent/{rid} not found")
+            return FhirResponse(audit_event_resource(row, fhir.version))
+
+    def search_audit_events(request: Request, items: list[tuple[str, str]]) -> Response:
+        allowed = {"patient", "agent", "date", "_count", "_offset", "_format"}
+        names = {k for k, _ in items}
+        if names - allowed:
+            raise InvalidSearch(f"AuditEvent search takes {sorted(allowed)}")
+        q = dict(items)
+        count = min(parse_uint("_count", q.get("_count", str(fhir.page_size))), fhir.max_page_size)
+        offset = parse_uint("_offset", q.get("_offset", "0"))
+        since = before = None
+        for name, raw in items:
+            if name == "date":
+                r = parse_date(raw)
+                if r.prefix in ("ge", "gt", "sa"):
+                    since = r.start if r.prefix == "ge" else r.end
+                elif r.prefix in ("le", "lt", "eb"):
+                    before = r.end if r.prefix == "le" else r.start
+                elif r.prefix == "eq":
+                    since, before = r.start, r.end
+                else:
+                    raise InvalidSearch("AuditEvent date takes eq, ge, gt, le, lt")
+        patient = q.get("patient")
+        if patient and not patient.startswith("Patient/"):
+            patient = f"Patient/{patient}"
+        with sessions() as session:
+            rows = search_audit(
+                session,
+                patient=patient,
+                agent=q.get("agent"),
+                since=since,
+                before=before,
+                count=count + 1,
+                offset=offset,
+            )
+            bodies = [audit_event_resource(r, fhir.version) for r in rows[:count]]
+        base = _base(request, public_base)
+        links = [{"relation": "self", "url": f"{base}/AuditEvent?" + urlencode(items)}]
+        if len(rows) > count:
+            kept = [(k, v) for k, v in items if k not in ("_count", "_offset")]
+            nxt = urlencode([*kept, ("_count", str(count)), ("_offset", str(offset + count))])
+            links.append({"relation": "next", "url": f"{base}/AuditEvent?{nxt}"})
+        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": links}
+        if bodies:
+            bundle["entry"] = [
+                {"fullUrl": f"{base}/AuditEvent/{b['id']}", "resource": b, "search": {"mode": "match"}}
+                for b in bodies
+            ]
+        return FhirResponse(bundle)
+
     def read_resource(request: Request) -> Response:
         rtype, rid = request.path_params["rtype"], request.path_params["rid"]
+        if rtype == "AuditEvent":
+            return read_audit_event(rid)
         _check_type(rtype)
+        if rtype == "Endpoint":
+            return FhirResponse(endpoint(request, rid), headers={"ETag": 'W/"1"'})
+        if rid == "_history":
+            return history_of_type(request, rtype)
+        options = _read_options(rtype, request)
         with sessions() as session:
             row = read(session, rtype, rid)
         if row is None:
             raise NotFound(f"{rtype}/{rid} not found")
+        _not_modified(request, row)
         if rtype == "Binary" and _wants_native(request, str(row.body.get("contentType", ""))):
             return Response(base64.b64decode(row.body.get("data", "")), media_type=row.body["contentType"])
-        return _resource_response(row)
+        return _resource_response(row, options)
 
     def vread(request: Request) -> Response:
         rtype, rid, vid = request.path_params["rtype"], request.path_params["rid"], request.path_params["vid"]
         _check_type(rtype)
-        if not str(vid).isdigit():
-            raise NotFound(f"version {vid!r} not found")
+        version = parse_uint("version", str(vid))
+        if rtype == "Endpoint":
+            if version != 1:
+                raise NotFound(f"{rtype}/{rid}/_history/{vid} not found")
+            return FhirResponse(endpoint(request, rid), headers={"ETag": 'W/"1"'})
         with sessions() as session:
-            row = read(session, rtype, rid, int(vid))
+            row = read(session, rtype, rid, version)
         if row is None:
             raise NotFound(f"{rtype}/{rid}/_history/{vid} not found")
         return _resource_response(row)
@@ -183,6 +393,25 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
     def history_instance(request: Request) -> Response:
         rtype, rid = request.path_params["rtype"], request.path_params["rid"]
         _check_type(rtype)
+        if rtype == "Endpoint":
+            base = _base(request, public_base)
+            body = endpoint(request, rid)
+            return FhirResponse(
+                {
+                    "resourceType": "Bundle",
+                    "type": "history",
+                    "total": 1,
+                    "link": [{"relation": "self", "url": f"{base}/Endpoint/{rid}/_history"}],
+                    "entry": [
+                        {
+                            "fullUrl": f"{base}/Endpoint/{rid}",
+                            "resource": body,
+                            "request": {"method": "PUT", "url": f"Endpoint/{rid}"},
+                            "response": {"status": "200 OK"},
+                        }
+                    ],
+                }
+            )
         with sessions() as session:
             rows = history(session, rtype, rid)
         if not rows:
@@ -210,17 +439,47 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
         )
 
     def search_type(request: Request) -> Response:
+        return run_search(request, list(request.query_params.multi_items()))
+
+    def run_search(request: Request, items: list[tuple[str, str]]) -> Response:
         rtype = request.path_params["rtype"]
+        if rtype == "AuditEvent":
+            return search_audit_events(request, items)
         _check_type(rtype)
         if rtype == "Binary":
             raise InvalidSearch("Binary cannot be searched")
-        items = list(request.query_params.multi_items())
-        criteria, paging = parse_search(
+        criteria, paging, options = parse_search(
             rtype, items, default_count=fhir.page_size, max_count=fhir.max_page_size
         )
-        with sessions() as session:
-            total, rows = search(session, rtype, criteria, count=paging.count, offset=paging.offset)
         base = _base(request, public_base)
+        if rtype == "Endpoint":  # the one Endpoint, built for this request
+            only = ids.dicomweb_endpoint_id()
+            hit = all(only in idset for idset in criteria.ids)
+            found: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": int(hit)}
+            found["link"] = [{"relation": "self", "url": f"{base}/Endpoint?" + urlencode(items)}]
+            if hit and paging.count and not paging.offset:
+                found["entry"] = [
+                    {
+                        "fullUrl": f"{base}/Endpoint/{only}",
+                        "resource": endpoint(request, only),
+                        "search": {"mode": "match"},
+                    }
+                ]
+            return FhirResponse(found)
+        count = 0 if options.summary == "count" else paging.count
+        with sessions() as session:
+            total, rows = search(
+                session,
+                rtype,
+                criteria,
+                count=count + (1 if options.total == "none" else 0),
+                offset=paging.offset,
+                sort=options.sort,
+                total=options.total != "none",
+            )
+            more = len(rows) > count if total is None else paging.offset + count < total
+            rows = rows[:count]
+            included = _included(session, rows, options)
         kept = [(k, v) for k, v in items if k not in ("_count", "_offset")]
 
         def page(offset: int) -> str:
@@ -229,31 +488,108 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
             )
 
         links = [{"relation": "self", "url": page(paging.offset)}]
-        if paging.count and paging.offset + paging.count < total:
-            links.append({"relation": "next", "url": page(paging.offset + paging.count)})
-        if paging.offset > 0 and paging.count:
-            links.append({"relation": "previous", "url": page(max(0, paging.offset - paging.count))})
-        return FhirResponse(
+        if count and more:
+            links.append({"relation": "next", "url": page(paging.offset + count)})
+        if paging.offset > 0 and count:
+            links.append({"relation": "previous", "url": page(max(0, paging.offset - count))})
+        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+        if total is not None:
+            bundle["total"] = total
+        bundle["link"] = links
+        entries = [
             {
-                "resourceType": "Bundle",
-                "type": "searchset",
-                "total": total,
-                "link": links,
-                "entry": [
-                    {
-                        "fullUrl": f"{base}/{rtype}/{r.resource_id}",
-                        "resource": r.body,
-                        "search": {"mode": "match"},
-                    }
-                    for r in rows
-                ],
+                "fullUrl": f"{base}/{rtype}/{r.resource_id}",
+                "resource": subset(r.body, options.summary, options.elements),
+                "search": {"mode": "match"},
             }
-        )
+            for r in rows
+        ] + [
+            {
+                "fullUrl": f"{base}/{r.resource_type}/{r.resource_id}",
+                "resource": r.body,
+                "search": {"mode": "include"},
+            }
+            for r in included
+        ]
+        if entries:  # FHIR JSON has no empty arrays
+            bundle["entry"] = entries
+        return FhirResponse(bundle)
+
+    def history_of_type(request: Request, rtype: str) -> Response:
+        unknown = set(request.query_params) - {"_count", "_offset", "_since", "_format"}
+        if unknown:
+            raise InvalidSearch(f"unsupported history parameter(s) {sorted(k[:64] for k in unknown)}")
+        q = request.query_params
+        count = min(parse_uint("_count", q.get("_count", str(fhir.page_size))), fhir.max_page_size)
+        offset = parse_uint("_offset", q.get("_offset", "0"))
+        since = parse_date(q["_since"]).start if "_since" in q else None
+        with sessions() as session:
+            total, rows = history_type(session, rtype, count=count, offset=offset, since=since)
+        base = _base(request, public_base)
+        kept = [(k, v) for k, v in q.multi_items() if k not in ("_count", "_offset")]
+
+        def page(at: int) -> str:
+            return f"{base}/{rtype}/_history?" + urlencode(
+                [*kept, ("_count", str(count)), ("_offset", str(at))]
+            )
+
+        links = [{"relation": "self", "url": page(offset)}]
+        if count and offset + count < total:
+            links.append({"relation": "next", "url": page(offset + count)})
+        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history", "total": total, "link": links}
+        if rows:
+            bundle["entry"] = [_history_entry(base, r) for r in rows]
+        return FhirResponse(bundle)
+
+    async def search_post(request: Request) -> Response:
+        """``POST [type]/_search``: form-encoded parameters (with any in the URL), the same search as GET."""
+        raw = await request.body()
+
+        def handle(req: Request) -> Response:
+            if not req.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+                raise InvalidSearch("POST _search takes application/x-www-form-urlencoded parameters")
+            if len(raw) > 64 * 1024:
+                raise InvalidSearch("the search body is larger than 64 KiB")
+            try:
+                form = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_PARAMETERS)
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise InvalidSearch("the search body is not valid form data") from exc
+            return run_search(req, [*req.query_params.multi_items(), *form])
+
+        return await run_in_threadpool(g(token, handle, action="search"), request)
 
     def not_allowed(request: Request) -> Response:
+        parts = [p for p in request.url.path.split("/fhir", 1)[-1].split("/") if p]
         if request.method in ("GET", "HEAD"):
             raise NotFound(f"no such endpoint {request.url.path}")
-        raise MethodNotAllowed(f"{request.method} is not supported; this server is read-only")
+        allow = "GET, HEAD"
+        if len(parts) == 1 and parts[0] in PARAMS:
+            allow = "GET, HEAD"
+        if len(parts) == 2 and parts[1] == "_search":
+            allow = "POST"
+        raise MethodNotAllowed(f"{request.method} is not supported; this server is read-only", allow)
+
+    def _included(session: Session, rows: list[FhirResource], options: Options) -> list[FhirResource]:
+        refs: list[tuple[str, str]] = []
+        for _source, param, target in options.include:
+            for row in rows:
+                for element in INCLUDES[row.resource_type][param]:
+                    value = row.body.get(element)
+                    for ref in value if isinstance(value, list) else [value] if value else []:
+                        rtype_, _, rid_ = str(ref.get("reference", "")).partition("/")
+                        if rid_ and (target is None or target == rtype_):
+                            refs.append((rtype_, rid_))
+        matched = {(r.resource_type, r.resource_id) for r in rows}
+        out = [r for r in read_many(session, [x for x in refs if x not in matched])]
+        if options.revinclude:
+            out += provenance_of(session, rows)
+        seen: set[tuple[str, str]] = set()
+        unique = []
+        for r in out:
+            if (r.resource_type, r.resource_id) not in seen:
+                seen.add((r.resource_type, r.resource_id))
+                unique.append(r)
+        return unique
 
     def image(request: Request) -> Response:
         from gateway.imaging import ImagingError, encode_image, read_and_render
@@ -269,9 +605,9 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
         size_raw = request.query_params.get("size")
         size = fhir.thumbnail_size
         if size_raw is not None:
-            if not size_raw.isdigit() or not 16 <= int(size_raw) <= 4096:
+            size = parse_uint("size", size_raw, largest=4096)
+            if size < 16:
                 raise InvalidSearch("size must be an integer from 16 to 4096")
-            size = int(size_raw)
         with sessions() as session:
             inst = session.query(Instance).filter(Instance.sop_instance_uid == uid).one_or_none()
         if inst is None:
@@ -283,18 +619,61 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
         data = encode_image(pixels, "png" if fmt == "png" else "jpeg", max_size=size)
         return Response(data, media_type=f"image/{fmt}", headers={"Cache-Control": "private, max-age=3600"})
 
-    g = _guard
+    auth = authenticator(settings, token)
+
+    def who(request: Request, action: str | None) -> str:
+        """The client id, once the token and its scope for this request are checked."""
+        rtype = str(request.path_params.get("rtype") or "ImagingStudy")  # /images: reading the study
+        interaction: Interaction = "search" if action in ("search", "history-type") else "read"
+        if request.path_params.get("rid") == "_history":
+            interaction = "search"
+        try:
+            principal = auth.authenticate(request.headers.get("authorization"))
+            request.state.client = principal.client_id  # known from here on, for the audit record
+            auth.require(principal, rtype, interaction)
+        except AuthError as exc:
+            raise (Unauthorized if exc.status == 401 else Forbidden)(str(exc)) from exc
+        return principal.client_id
+
+    def audit(request: Request, action: str, client: str | None, status: int, content: Any) -> None:
+        query = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        rtype = request.path_params.get("rtype")
+        record_audit(
+            sessions,
+            client_id=client or "anonymous",
+            action=action,
+            resource_type=str(rtype) if rtype else None,
+            query=query,
+            outcome=status,
+            content=content,
+        )
+
+    def g(_token: str, handler: Handler, *, public: bool = False, action: str | None = None) -> Handler:
+        return _guard(who, handler, public=public, action=action, audit=audit)
+
     fhir_routes: list[BaseRoute] = [
         Route("/metadata", g(token, metadata, public=True), methods=["GET"]),
-        Route("/{rtype}/{rid}/_history/{vid}", g(token, vread), methods=["GET"]),
-        Route("/{rtype}/{rid}/_history", g(token, history_instance), methods=["GET"]),
-        Route("/{rtype}/{rid}", g(token, read_resource), methods=["GET"]),
-        Route("/{rtype}", g(token, search_type), methods=["GET"]),
+        Route("/{rtype}/{rid}/_history/{vid}", g(token, vread, action="vread"), methods=["GET"]),
+        Route("/{rtype}/{rid}/_history", g(token, history_instance, action="history"), methods=["GET"]),
+        Route("/{rtype}/{rid}", g(token, read_resource, action="read"), methods=["GET"]),
+        Route("/{rtype}/_search", search_post, methods=["POST"]),
+        Route("/{rtype}", g(token, search_type, action="search"), methods=["GET"]),
         Route("/{rest:path}", g(token, not_allowed), methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]
+    cors = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(getattr(getattr(settings, "http", None), "cors_origins", []) or []),
+            allow_methods=["GET", "HEAD", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Accept", "If-None-Match", "If-Modified-Since"],
+            expose_headers=["ETag", "Last-Modified", "Location", "Content-Location"],
+            max_age=600,
+        )
+    ]
     return [
-        Mount("/fhir", routes=fhir_routes),
-        Route("/images/{name}", g(token, image), methods=["GET"]),
+        *build_auth_routes(auth, public_base),
+        Mount("/fhir", routes=fhir_routes, middleware=cors),
+        Route("/images/{name}", g(token, image, action="image"), methods=["GET"]),
     ]
 
 

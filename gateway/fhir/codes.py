@@ -27,6 +27,7 @@ class CodeMap(BaseModel):
     codes: dict[str, Code | list[Code]]
     statuses: dict[str, list[str]]
     report_status: dict[str, str]
+    non_acquisition_modalities: list[str] = []
 
     @model_validator(mode="after")
     def _known_systems(self) -> CodeMap:

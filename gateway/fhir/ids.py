@@ -57,3 +57,7 @@ def device_id(name: str, version: str) -> str:
 
 def provenance_id(target_id: str) -> str:
     return stable_id("Provenance", target_id)
+
+
+def dicomweb_endpoint_id() -> str:
+    return stable_id("Endpoint", "dicomweb")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
 class FhirSettings(BaseModel):
@@ -41,3 +41,21 @@ class FhirSettings(BaseModel):
     thumbnail_size: int = Field(default=512, ge=16, le=4096, description="default longest side of images")
     page_size: int = Field(default=20, ge=1, le=1000, description="search results per page without _count")
     max_page_size: int = Field(default=200, ge=1, le=5000)
+    patient_id_system: str = Field(
+        default="urn:gateway:patient-id",
+        description="Patient.identifier.system when IssuerOfPatientID is empty or not in the site table"
+        " (mappings/identifier_systems.yaml); set it to the site's MRN namespace URI",
+    )
+    accession_system: str = Field(
+        default="urn:gateway:accession",
+        description="system of accession identifiers whose issuer is not in the site table",
+    )
+    organization_name: str = Field(
+        default="Radiology",
+        description="DiagnosticReport.performer and Provenance onBehalfOf when the report instance names"
+        " no organization (VerifyingOrganization, InstitutionName)",
+    )
+    audit_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token of auditors: the only one that may read AuditEvent (none: nobody may)",
+    )

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from gateway.index.models import FhirResource, Study, utcnow
+from gateway.index.models import FhirIdentifier, FhirResource, Study, utcnow
 
 #: Elements a re-publication changes even when the content is the same.
 _VOLATILE: dict[str, tuple[str, ...]] = {
@@ -52,6 +52,15 @@ def _parse_when(value: str | None) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+def _names(body: dict[str, Any]) -> str | None:
+    """Case-folded name parts and whole names of a Patient or Practitioner, one per line."""
+    parts: list[str] = []
+    for name in body.get("name", []) if isinstance(body.get("name"), list) else []:
+        parts += [str(name.get("text", "")), str(name.get("family", "")), *map(str, name.get("given", []))]
+    words = [p.casefold().strip() for p in parts if p and p.strip()]
+    return "\n" + "\n".join(dict.fromkeys(words)) + "\n" if words else None
+
+
 def search_columns(body: dict[str, Any]) -> dict[str, Any]:
     """The indexed columns of a resource body."""
     subject = body.get("subject") or body.get("patient") or {}
@@ -68,8 +77,9 @@ def search_columns(body: dict[str, Any]) -> dict[str, Any]:
         for i in body.get("identifier", [])
         for c in (i.get("type") or {}).get("coding", [])
     ]
-    effective = body.get("effectiveDateTime") or body.get("started")
+    effective = body.get("effectiveDateTime") or body.get("started") or body.get("birthDate")
     return {
+        "names": _names(body),
         "patient_ref": patient_ref,
         "status": body.get("status"),
         "code": (_tokens(codes) or "")[:128] or None,
@@ -126,6 +136,7 @@ def save_resources(
     """Write a new version of each resource whose content changed, inside the caller's transaction."""
     now = now or utcnow()
     summary = SaveSummary()
+    added: list[FhirResource] = []
     for resource in resources:
         rtype, rid = str(resource["resourceType"]), str(resource["id"])
         row = current(session, rtype, rid)
@@ -140,25 +151,41 @@ def save_resources(
             row.is_current = False
             session.flush()
         body["meta"] = {"versionId": str(version), "lastUpdated": now.isoformat(timespec="milliseconds")}
-        session.add(
-            FhirResource(
-                resource_type=rtype,
-                resource_id=rid,
-                version_id=version,
-                is_current=True,
-                study_fk=study_fk,
-                last_updated=now,
-                body=body,
-                **search_columns(body),
-            )
+        new_row = FhirResource(
+            resource_type=rtype,
+            resource_id=rid,
+            version_id=version,
+            is_current=True,
+            study_fk=study_fk,
+            last_updated=now,
+            body=body,
+            **search_columns(body),
         )
+        session.add(new_row)
+        added.append(new_row)
         if row is None:
             summary.created += 1
         else:
             summary.updated += 1
         summary.versions[key] = version
     session.flush()
+    session.add_all(
+        FhirIdentifier(resource_fk=row.id, system=system, value=value)
+        for row in added
+        for system, value in identifier_tokens(row.identifiers)
+    )
+    session.flush()
     return summary
+
+
+def identifier_tokens(identifiers: str | None) -> list[tuple[str, str]]:
+    """(system, value) pairs of the ``identifiers`` search column, cut to the token table's widths."""
+    out = []
+    for token in (identifiers or "").split("\n"):
+        if "|" in token:
+            system, _, value = token.partition("|")
+            out.append((system[:256], value[:256]))
+    return out
 
 
 def read(session: Session, rtype: str, rid: str, version: int | None = None) -> FhirResource | None:
@@ -209,6 +236,22 @@ class Criteria:
     study_ref: list[tuple[str, ...]] = field(default_factory=list)
     date: list[DateRange] = field(default_factory=list)
     last_updated: list[DateRange] = field(default_factory=list)
+    names: list[tuple[str, ...]] = field(default_factory=list)
+    patient_identifier: list[tuple[tuple[str | None, str], ...]] = field(default_factory=list)
+    patient_name: list[tuple[str, ...]] = field(default_factory=list)
+    #: (resource type published with the match, identifier tokens): based-on / imaging-study chains.
+    related_identifier: list[tuple[str, tuple[tuple[str | None, str], ...]]] = field(default_factory=list)
+
+
+def _identifier_clause(pk: Any, values: tuple[tuple[str | None, str], ...]) -> Any:
+    """Identifier tokens through the indexed ``fhir_identifiers`` table (exact value, optional system)."""
+    parts = [
+        FhirIdentifier.value == value
+        if system is None
+        else and_(FhirIdentifier.value == value, FhirIdentifier.system == system)
+        for system, value in values
+    ]
+    return pk.in_(select(FhirIdentifier.resource_fk).where(or_(*parts)).scalar_subquery())
 
 
 def _token_clause(column: Any, values: tuple[tuple[str | None, str], ...]) -> Any:
@@ -235,6 +278,19 @@ def _date_clause(column: Any, r: DateRange) -> Any:
     return column < r.start  # lt, eb
 
 
+def _name_clause(column: Any, words: tuple[str, ...]) -> Any:
+    """FHIR string search: a name part (or the whole name) starts with the value, case-insensitively."""
+    return or_(*(column.contains(f"\n{w}", autoescape=True) for w in words))
+
+
+def _patients(alias: Any, clause: Any) -> Any:
+    return (
+        select(alias.patient_ref)
+        .where(alias.resource_type == "Patient", alias.is_current.is_(True), clause)
+        .scalar_subquery()
+    )
+
+
 def search_query(rtype: str, c: Criteria) -> Select[Any]:
     q = select(FhirResource).where(FhirResource.resource_type == rtype, FhirResource.is_current.is_(True))
     for idset in c.ids:
@@ -242,7 +298,7 @@ def search_query(rtype: str, c: Criteria) -> Select[Any]:
     for refs in c.patient:
         q = q.where(FhirResource.patient_ref.in_(refs))
     for values in c.identifier:
-        q = q.where(_token_clause(FhirResource.identifiers, values))
+        q = q.where(_identifier_clause(FhirResource.id, values))
     for values in c.category:
         q = q.where(_token_clause(FhirResource.category, values))
     for values in c.code:
@@ -265,19 +321,105 @@ def search_query(rtype: str, c: Criteria) -> Select[Any]:
         q = q.where(FhirResource.study_fk.in_(sub.scalar_subquery()))
     for r in c.date:
         q = q.where(_date_clause(FhirResource.effective, r))
+    for words in c.names:
+        q = q.where(_name_clause(FhirResource.names, words))
+    patients = aliased(FhirResource)
+    for values in c.patient_identifier:
+        q = q.where(
+            FhirResource.patient_ref.in_(_patients(patients, _identifier_clause(patients.id, values)))
+        )
+    for words in c.patient_name:
+        q = q.where(FhirResource.patient_ref.in_(_patients(patients, _name_clause(patients.names, words))))
+    for related_type, values in c.related_identifier:
+        other = aliased(FhirResource)
+        sub = select(other.study_fk).where(
+            other.resource_type == related_type,
+            other.is_current.is_(True),
+            _identifier_clause(other.id, values),
+        )
+        q = q.where(FhirResource.study_fk.in_(sub.scalar_subquery()))
     for r in c.last_updated:
         q = q.where(_date_clause(FhirResource.last_updated, r))
     return q
 
 
+def _order(sort: Sequence[tuple[str, bool]]) -> list[Any]:
+    columns: dict[str, Any] = {
+        "date": FhirResource.effective,
+        "_lastUpdated": FhirResource.last_updated,
+        "_id": FhirResource.resource_id,
+        # Not an indexed column: sorted from the JSON body (fine for a page of one patient's reports).
+        "issued": FhirResource.body["issued"].as_string(),
+    }
+    out = [columns[key].desc() if desc else columns[key].asc() for key, desc in sort]
+    if not sort:
+        out.append(FhirResource.last_updated.desc())
+    out.append(FhirResource.id.desc())
+    return out
+
+
 def search(
-    session: Session, rtype: str, criteria: Criteria, *, count: int, offset: int
-) -> tuple[int, list[FhirResource]]:
+    session: Session,
+    rtype: str,
+    criteria: Criteria,
+    *,
+    count: int,
+    offset: int,
+    sort: Sequence[tuple[str, bool]] = (),
+    total: bool = True,
+) -> tuple[int | None, list[FhirResource]]:
+    """One page of current rows; ``total`` None when not asked for (``_total=none``)."""
     q = search_query(rtype, criteria)
-    total = int(session.scalar(select(func.count()).select_from(q.subquery())) or 0)
-    rows = list(
-        session.scalars(
-            q.order_by(FhirResource.last_updated.desc(), FhirResource.id.desc()).limit(count).offset(offset)
+    n = int(session.scalar(select(func.count()).select_from(q.subquery())) or 0) if total else None
+    rows = list(session.scalars(q.order_by(*_order(sort)).limit(count).offset(offset))) if count else []
+    return n, rows
+
+
+def read_many(session: Session, refs: Sequence[tuple[str, str]]) -> list[FhirResource]:
+    """Current rows of the given (type, id) references, in one query per type."""
+    by_type: dict[str, set[str]] = {}
+    for rtype, rid in refs:
+        by_type.setdefault(rtype, set()).add(rid)
+    out: list[FhirResource] = []
+    for rtype, rids in by_type.items():
+        out += session.scalars(
+            select(FhirResource).where(
+                FhirResource.resource_type == rtype,
+                FhirResource.is_current.is_(True),
+                FhirResource.resource_id.in_(sorted(rids)),
+            )
+        )
+    return out
+
+
+def provenance_of(session: Session, rows: Sequence[FhirResource]) -> list[FhirResource]:
+    """Current Provenance rows whose ``target`` names any of ``rows`` (``_revinclude=Provenance:target``).
+
+    A publication's Provenance has the same ``study_fk`` as what it is about, so only those are read.
+    """
+    wanted = {f"{r.resource_type}/{r.resource_id}" for r in rows}
+    studies = sorted({r.study_fk for r in rows if r.study_fk is not None})
+    if not studies:
+        return []
+    candidates = session.scalars(
+        select(FhirResource).where(
+            FhirResource.resource_type == "Provenance",
+            FhirResource.is_current.is_(True),
+            FhirResource.study_fk.in_(studies),
         )
     )
-    return total, rows
+    return [p for p in candidates if any(t.get("reference") in wanted for t in p.body.get("target", []))]
+
+
+def history_type(
+    session: Session, rtype: str, *, count: int, offset: int, since: dt.datetime | None = None
+) -> tuple[int, list[FhirResource]]:
+    """Every version of every resource of ``rtype``, newest first (type-level history)."""
+    q = select(FhirResource).where(FhirResource.resource_type == rtype)
+    if since is not None:
+        q = q.where(FhirResource.last_updated >= since)
+    total = int(session.scalar(select(func.count()).select_from(q.subquery())) or 0)
+    rows = session.scalars(
+        q.order_by(FhirResource.last_updated.desc(), FhirResource.id.desc()).limit(count).offset(offset)
+    )
+    return total, list(rows)

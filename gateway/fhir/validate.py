@@ -59,6 +59,19 @@ def check_codes(resource: dict[str, Any]) -> None:
                 )
 
 
+def _without_values(exc: Exception) -> str:
+    """Where and why validation failed, without the offending values (they may be patient data)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)
+        ]
+        return "; ".join(problems[:5])
+    return type(exc).__name__
+
+
 def validate_resource(resource: dict[str, Any], version: str = "R4") -> None:
     """Raise :class:`InvalidResource` unless ``resource`` passes every check for ``version``."""
     rtype = str(resource.get("resourceType", ""))
@@ -67,11 +80,15 @@ def validate_resource(resource: dict[str, Any], version: str = "R4") -> None:
     except (ImportError, AttributeError) as exc:
         raise InvalidResource(f"unknown resource type {rtype!r} for {version}") from exc
     except Exception as exc:  # pydantic's ValidationError and fhir_core's own errors
-        raise InvalidResource(f"{rtype}/{resource.get('id')} fails fhir.resources {version}: {exc}") from exc
+        raise InvalidResource(
+            f"{rtype}/{resource.get('id')} fails fhir.resources {version}: {_without_values(exc)}"
+        ) from exc
     if version == "R4":
         try:
             module = importlib.import_module(f"fhirclient.models.{rtype.lower()}")
             getattr(module, rtype)(resource, strict=True)
         except Exception as exc:  # fhirclient raises FHIRValidationError and plain errors
-            raise InvalidResource(f"{rtype}/{resource.get('id')} fails fhirclient strict R4: {exc}") from exc
+            raise InvalidResource(
+                f"{rtype}/{resource.get('id')} fails fhirclient strict R4: {type(exc).__name__}"
+            ) from exc
     check_codes(resource)

@@ -12,6 +12,7 @@ import os
 import secrets
 from pathlib import Path
 
+from gateway.auth.bearer import bearer_credentials
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,11 @@ def resolve_api_token(settings: Settings) -> str:
 
 
 def token_matches(header: str | None, token: str) -> bool:
-    """Constant-time check of an ``Authorization: Bearer ...`` header."""
-    if not header or not header.startswith("Bearer "):
+    """Constant-time check of an ``Authorization: Bearer ...`` header against the static token.
+
+    An empty configured token admits nobody, whatever the header says.
+    """
+    given = bearer_credentials(header)
+    if not token or given is None:
         return False
-    return hmac.compare_digest(header.removeprefix("Bearer ").strip().encode(), token.encode())
+    return hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8"))

@@ -299,6 +299,7 @@ class FhirResource(Base):
     __table_args__ = (
         UniqueConstraint("resource_type", "resource_id", "version_id", name="uq_fhir_version"),
         Index("ix_fhir_current", "resource_type", "is_current"),
+        Index("ix_fhir_effective", "resource_type", "effective"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -315,6 +316,8 @@ class FhirResource(Base):
     identifiers: Mapped[str | None] = mapped_column(Text, doc="'|'-joined system|value pairs, for search")
     last_updated: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: Case-folded name parts (Patient, Practitioner), one per line, for FHIR string search.
+    names: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 # -- review page (gateway/ui): accounts, sessions, reviews, audit ------------------------------------------
@@ -385,7 +388,7 @@ class DraftReview(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
-class AuditEvent(Base):
+class UiAuditEvent(Base):
     """Every review action (login, edit, approval, rejection, link correction, retry), who and when."""
 
     __tablename__ = "ui_audit"
@@ -397,3 +400,33 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(32))
     study_fk: Mapped[int | None] = mapped_column(ForeignKey("studies.id"), index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class FhirIdentifier(Base):
+    """One searchable token (system, value) of a FhirResource row: identifier search by index, not by LIKE."""
+
+    __tablename__ = "fhir_identifiers"
+    __table_args__ = (Index("ix_fhir_identifier_value", "value", "system"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    resource_fk: Mapped[int] = mapped_column(ForeignKey("fhir_resources.id"), index=True)
+    system: Mapped[str] = mapped_column(String(256), default="")
+    value: Mapped[str] = mapped_column(String(256))
+
+
+class AuditEvent(Base):
+    """One read or search of the FHIR API: who (client id), what (resources, patients), when, outcome."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recorded: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    resource_type: Mapped[str | None] = mapped_column(String(64))
+    query: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[int] = mapped_column(Integer)
+    #: "Type/id" of every resource returned, one per line.
+    entities: Mapped[str | None] = mapped_column(Text)
+    #: "Patient/id" of every patient whose data was returned, one per line.
+    patients: Mapped[str | None] = mapped_column(Text)

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from gateway.dicomweb.access import ROLES
-from gateway.index.models import AuditEvent, UiSession, UiUser, utcnow
+from gateway.index.models import UiAuditEvent, UiSession, UiUser, utcnow
 
 _hasher = PasswordHasher()
 # Verifying against this keeps a login for an unknown user as slow as one for a known user.
@@ -121,7 +121,7 @@ def audit(
     session: Session, user: User | None, action: str, study_fk: int | None, detail: dict[str, object]
 ) -> None:
     session.add(
-        AuditEvent(
+        UiAuditEvent(
             user_fk=user.id if user else None,
             username=user.username if user else "system",
             action=action,

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.align.model import Link
-from gateway.fhir.mapping import DraftReviewData
+from gateway.fhir.mapping.review import DraftReviewData
 from gateway.index.models import DraftReview, Instance, LinkCorrection, Series, UiUser
 
 #: The method a reader-chosen link carries in FHIR and in the ground-truth export.

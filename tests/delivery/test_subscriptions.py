@@ -108,7 +108,7 @@ def _subscription(
 
 def _client(sessions: sessionmaker[Session], settings: Settings) -> TestClient:
     routes = [
-        *build_subscription_routes(sessions, "http://gw/fhir", TOKEN),
+        *build_subscription_routes(sessions, "http://gw/fhir", TOKEN, settings),
         *build_fhir_routes(sessions, settings, TOKEN),
     ]
     return TestClient(Starlette(routes=routes))

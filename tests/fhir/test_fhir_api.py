@@ -142,8 +142,14 @@ REFUSED = [
     "_count=abc",
     "category=",
     "patient=Practitioner/1",
-    "_sort=date",
-    "_include=DiagnosticReport:subject",
+    "_sort=status",
+    "_include=DiagnosticReport:specimen",
+    "_include=*",
+    "_revinclude=AuditEvent:entity",
+    "_summary=maybe",
+    "_elements=status,1bad",
+    "_total=exact",
+    "_summary=true&_elements=status",
 ]
 
 

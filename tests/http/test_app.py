@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from starlette.testclient import TestClient
 
 from gateway.http.app import build_app
@@ -57,3 +58,15 @@ def test_configured_token_wins_and_compare_is_exact() -> None:
     assert not token_matches("Bearer from-fla", "from-flag")
     assert not token_matches("Basic from-flag", "from-flag")
     assert not token_matches(None, "from-flag")
+
+
+def test_metrics_bearer_is_case_insensitive(settings: Settings, sessions) -> None:
+    client = _client(settings, sessions, "s3cret")
+    for scheme in ("Bearer", "bearer", "BEARER"):
+        assert client.get("/metrics", headers={"Authorization": f"{scheme} s3cret"}).status_code == 200
+
+
+@pytest.mark.parametrize("header", ["", "Bearer ", "Bearer \xa0", "bearer  ", "Bearer\t"])
+def test_metrics_with_an_empty_token_admit_nobody(settings: Settings, sessions, header: str) -> None:
+    client = _client(settings, sessions, "")
+    assert client.get("/metrics", headers={"Authorization": header.encode("latin-1")}).status_code == 401

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from test_stage_align import STUDY, put_read_report, seed
@@ -73,3 +75,33 @@ def test_publish_versions(sessions: sessionmaker[Session], tmp_path: Path, setti
     third = run(2)
     assert third["updated"] >= 1
     assert _report_versions(sessions) == [(1, "final", False), (2, "amended", True)]
+
+
+def test_placeholder_dates_publish_with_a_warning(
+    sessions: sessionmaker[Session], tmp_path: Path, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gateway.index.models import Patient, Study
+
+    study = seed(sessions, tmp_path)
+    with sessions.begin() as session:
+        row = session.get(Study, study.id)
+        assert row is not None
+        row.study_date = "20261340"
+        patient = session.get(Patient, row.patient_fk)
+        assert patient is not None
+        patient.birth_date = "00000000"
+    with sessions() as session:
+        study = session.get(Study, study.id)
+    put_read_report(settings, sessions, study, "右肺上叶见结节（Se 2 Im 5）。")
+    align_stage.run(StageContext(settings=settings, sessions=sessions, study_version=1, stage="align"), study)
+    with caplog.at_level(logging.DEBUG):
+        summary = publish_stage.run(
+            StageContext(settings=settings, sessions=sessions, study_version=1, stage="publish"), study
+        )
+    assert _report_versions(sessions) == [(1, "final", True)]
+    assert sorted(str(w).split()[0] for w in summary["warnings"]) == ["PatientBirthDate", "StudyDate"]
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "PatientBirthDate" in logged
+    for secret in ("00000000", "20261340", "PAT-7", "Invented"):
+        assert secret not in logged and secret not in str(summary)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

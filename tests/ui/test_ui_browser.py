@@ -178,12 +178,12 @@ def test_reader_reviews_the_sample_study(
     from sqlalchemy import select
 
     from gateway.index.db import open_index
-    from gateway.index.models import AuditEvent
+    from gateway.index.models import UiAuditEvent
 
     sessions = open_index(f"sqlite:///{served.data_dir / 'index.sqlite3'}")
     with sessions() as session:
         actions = [
-            (a.username, a.action) for a in session.scalars(select(AuditEvent).order_by(AuditEvent.id))
+            (a.username, a.action) for a in session.scalars(select(UiAuditEvent).order_by(UiAuditEvent.id))
         ]
     for expected in [
         ("reader1", "login"),

@@ -7,15 +7,14 @@ import datetime as dt
 from gateway.align.model import Link
 from gateway.fhir import ids
 from gateway.fhir.mapping import (
-    DraftReviewData,
     InstanceData,
     PatientData,
     PublishInput,
     SeriesData,
     StudyData,
-    apply_draft_review,
     build_resources,
 )
+from gateway.fhir.mapping.review import DraftReviewData, apply_draft_review
 from gateway.ui.i18n import TEXT, pick_language
 from gateway.ui.review import Correction, apply_corrections, corrected_links
 
@@ -89,16 +88,14 @@ def test_both_languages_and_the_choice() -> None:
 def test_imaging_study_gets_a_valid_wado_rs_endpoint() -> None:
     import dataclasses
 
-    from gateway.fhir.mapping import add_wado_endpoint
+    from gateway.fhir.endpoint import dicomweb_endpoint
     from gateway.fhir.validate import validate_resource
 
     for version in ("R4", "R5"):
         inp = dataclasses.replace(_input(), version=version)
-        out = add_wado_endpoint(build_resources(inp), inp)
-        endpoint = next(r for r in out if r["resourceType"] == "Endpoint")
-        study = next(r for r in out if r["resourceType"] == "ImagingStudy")
+        study = next(r for r in build_resources(inp) if r["resourceType"] == "ImagingStudy")
+        endpoint = dicomweb_endpoint("http://gw", version)
         assert study["endpoint"] == [{"reference": f"Endpoint/{endpoint['id']}"}]
         assert endpoint["address"] == "http://gw/dicomweb"
-        assert out.index(endpoint) < out.index(study)  # referenced before referrer
         validate_resource(endpoint, version)
         validate_resource(study, version)

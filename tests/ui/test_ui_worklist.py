@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from gateway.dicomweb.access import Access
-from gateway.index.models import AuditEvent, Job, Patient, Series, Study
+from gateway.index.models import Job, Patient, Series, Study, UiAuditEvent
 from gateway.settings import Settings
 from gateway.ui.accounts import add_user
 from gateway.ui.routes import build_ui_routes
@@ -94,7 +94,7 @@ def test_worklist_filters_failed_reason_and_retry(
         assert (
             session.scalar(select(Study.state).where(Study.study_instance_uid == "1.2.3.1")) == "processing"
         )
-        actions = set(session.scalars(select(AuditEvent.action)))
+        actions = set(session.scalars(select(UiAuditEvent.action)))
     assert {"user-add", "login", "retry"} <= actions
 
 

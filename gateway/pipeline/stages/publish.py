@@ -8,9 +8,12 @@ Observations are missing. Content equal to the current version adds no version (
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
+import pydicom
+import pydicom.errors
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -19,6 +22,7 @@ from gateway.align.model import Link
 from gateway.delivery import enqueue_publication
 from gateway.errors import PermanentStageError, StageError
 from gateway.fhir.errors import InvalidResource
+from gateway.fhir.identifiers import identifier_systems
 from gateway.fhir.mapping import (
     InstanceData,
     PatientData,
@@ -27,14 +31,18 @@ from gateway.fhir.mapping import (
     SeriesData,
     StudyData,
     build_resources,
+    date_warnings,
 )
 from gateway.fhir.order import OrderFacts, apply_order
+from gateway.fhir.signoff import SignOff, from_dataset, from_document
 from gateway.fhir.store import SaveSummary, current, save_resources
 from gateway.fhir.validate import validate_resource
-from gateway.index.models import Instance, Order, Patient, Study
+from gateway.index.models import Document, Instance, Order, Patient, Study
 from gateway.pipeline.stage import StageContext
 from gateway.pipeline.stages.read_report import primary_report
 from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def base_url(settings: Settings) -> str:
@@ -45,6 +53,7 @@ def base_url(settings: Settings) -> str:
 
 
 def study_data(ctx: StageContext, study: Study) -> StudyData:
+    systems = identifier_systems()
     with ctx.sessions() as session:
         patient = session.get(Patient, study.patient_fk)
     series: dict[str, tuple[Any, list[InstanceData]]] = {}
@@ -63,7 +72,12 @@ def study_data(ctx: StageContext, study: Study) -> StudyData:
             name=patient.name if patient else None,
             birth_date=patient.birth_date if patient else None,
             sex=patient.sex if patient else None,
+            system=systems.patient_system(
+                patient.issuer if patient else None, ctx.settings.fhir.patient_id_system
+            ),
         ),
+        # The index keeps no IssuerOfAccessionNumberSequence yet: the site default applies.
+        accession_system=systems.accession_system(None, ctx.settings.fhir.accession_system),
         accession_number=study.accession_number,
         study_date=study.study_date,
         study_time=study.study_time,
@@ -78,6 +92,62 @@ def study_data(ctx: StageContext, study: Study) -> StudyData:
     )
 
 
+def _report_pdf(ctx: StageContext, study: Study, primary: Document | None) -> Pdf | None:
+    """The PDF of the same report instance as the read document, so that every part of the published
+    report comes from one document; without an instance to match (a document read from elsewhere), the
+    newest extracted PDF."""
+    pdfs = [d for d in ctx.documents(study, stage="extract", kind="report-pdf") if d.path]
+    if primary is not None and primary.instance_fk is not None:
+        pdfs = [d for d in pdfs if d.instance_fk == primary.instance_fk]
+    elif primary is not None and pdfs:
+        pdfs = [max(pdfs, key=lambda d: (d.instance_fk or 0, d.id))]
+    if not pdfs or not Path(str(pdfs[-1].path)).is_file():
+        return None
+    chosen = pdfs[-1]
+    report_uid = None
+    if chosen.instance_fk is not None:
+        with ctx.sessions() as session:
+            inst = session.get(Instance, chosen.instance_fk)
+            report_uid = inst.sop_instance_uid if inst else None
+    return Pdf(Path(str(chosen.path)).read_bytes(), report_uid)
+
+
+def report_signoff(ctx: StageContext, primary: Document | None, document: dict[str, Any] | None) -> SignOff:
+    """Who signed the published report and when, from that report's own instance only: an SR's
+    VerifyingObserverSequence first, then the sign-off lines of the read text, then the instance's
+    ContentDate/ContentTime; times in its TimezoneOffsetFromUTC, else the configured zone."""
+    zone = ctx.settings.fhir.timezone
+    ds = None
+    if primary is not None and primary.instance_fk is not None:
+        with ctx.sessions() as session:
+            inst = session.get(Instance, primary.instance_fk)
+            path = inst.path if inst else None
+        if path and Path(path).is_file():
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_SIGNOFF_TAGS)
+            except (OSError, pydicom.errors.InvalidDicomError):
+                log.warning(
+                    "publish: report instance unreadable for its sign-off",
+                    extra={"study_fk": primary.study_fk},
+                )
+    offset = str(ds.get("TimezoneOffsetFromUTC", "") or "") or None if ds is not None else None
+    observed = from_dataset(ds, zone) if ds is not None else SignOff()
+    verified = SignOff(
+        observed.interpreters, observed.organization, observed.time if observed.interpreters else None
+    )
+    fallback = SignOff((), observed.organization, observed.time)
+    return verified.merged(from_document(document, zone, offset)).merged(fallback)
+
+
+_SIGNOFF_TAGS = [
+    "TimezoneOffsetFromUTC",
+    "VerifyingObserverSequence",
+    "InstitutionName",
+    "ContentDate",
+    "ContentTime",
+]
+
+
 def publish_input(ctx: StageContext, study: Study) -> PublishInput:
     docs = ctx.documents(study, stage="read_report", kind="document")
     primary = primary_report(docs)
@@ -88,16 +158,10 @@ def publish_input(ctx: StageContext, study: Study) -> PublishInput:
     )
     drafts = ctx.documents(study, stage="draft_findings", kind="draft")
     draft = dict(drafts[-1].content or {}) if drafts else None
-    pdf = None
-    pdfs = ctx.documents(study, stage="extract", kind="report-pdf")
-    if pdfs and pdfs[-1].path and Path(pdfs[-1].path).is_file():
-        report_uid = None
-        if pdfs[-1].instance_fk is not None:
-            with ctx.sessions() as session:
-                inst = session.get(Instance, pdfs[-1].instance_fk)
-                report_uid = inst.sop_instance_uid if inst else None
-        pdf = Pdf(Path(pdfs[-1].path).read_bytes(), report_uid)
+    pdf = _report_pdf(ctx, study, primary)
     return PublishInput(
+        signoff=report_signoff(ctx, primary, document),
+        organization=ctx.settings.fhir.organization_name,
         study=study_data(ctx, study),
         base_url=base_url(ctx.settings),
         document=document,
@@ -142,17 +206,19 @@ def order_of(ctx: StageContext, study: Study) -> OrderFacts | None:
 
 def run(ctx: StageContext, study: Study) -> dict[str, Any]:
     inp = publish_input(ctx, study)
-    # -- reader review (gateway/ui): corrected links, the draft decision; the DICOMweb endpoint --------------
-    from gateway.fhir.mapping import add_wado_endpoint, apply_draft_review
+    warnings = date_warnings(inp.study)
+    for warning in warnings:  # names the attribute only, never its value or the patient
+        log.warning("publish: %s", warning, extra={"study_fk": study.id})
+    # Reader review (gateway/ui): corrected links and the draft decision.
+    from gateway.fhir.mapping.review import apply_draft_review
     from gateway.ui.review import review_for_publish
 
     with ctx.sessions() as session:
         links, draft_review = review_for_publish(session, study.id, ctx.study_version, inp.links)
     inp = dataclasses.replace(inp, links=links)
-    resources = add_wado_endpoint(build_resources(inp), inp)
+    resources = build_resources(inp)
     if draft_review is not None and inp.draft and inp.draft.get("sentences"):
         resources = apply_draft_review(resources, draft_review, inp)
-    # -- end reader review and endpoint ---------------------------------------------------------------------
     resources = apply_order(resources, order_of(ctx, study))
     try:
         for resource in resources:
@@ -180,4 +246,5 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
         "unchanged": summary.unchanged,
         "outbox": queued,
         "reports": {k: summary.versions[k] for k in report},
+        **({"warnings": warnings} if warnings else {}),
     }

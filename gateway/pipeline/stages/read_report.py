@@ -68,7 +68,9 @@ def primary_report(documents: Sequence[Document]) -> Document | None:
     """The one read document that later stages treat as *the* report.
 
     A PACS often sends the same report twice, as an Encapsulated PDF and as an SR. The PDF wins because it
-    carries the embedded figures the aligner needs; among equals the oldest wins, so the choice is stable.
+    carries the embedded figures the aligner needs. Among reports of one kind the newest wins (the instance
+    indexed last): a corrected report re-sent as a new instance replaces the earlier one, and every stage
+    (align, publish) takes the same document.
     """
     if not documents:
         return None
@@ -76,6 +78,6 @@ def primary_report(documents: Sequence[Document]) -> Document | None:
     def rank(doc: Document) -> tuple[int, int, int]:
         content = doc.content or {}
         is_pdf = content.get("source_kind") in ("dicom-pdf", "pdf")
-        return (0 if is_pdf else 1, -len(content.get("figures") or []), doc.id)
+        return (0 if is_pdf else 1, -(doc.instance_fk or 0), -doc.id)
 
     return sorted(documents, key=rank)[0]

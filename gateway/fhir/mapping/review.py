@@ -1,0 +1,119 @@
+"""A named reader's decision on machine-drafted findings, applied to the published resources.
+
+Post-processing over :func:`gateway.fhir.mapping.build_resources`: an approved draft becomes ``final`` with
+the reader as ``resultsInterpreter`` and a Provenance naming them as verifier; a rejected one ``cancelled``.
+The decision itself is stored by the review page (:mod:`gateway.ui.review`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway.fhir import ids
+from gateway.fhir.codes import code_map
+from gateway.fhir.mapping.common import _instant, _ref
+from gateway.fhir.mapping.inputs import PublishInput, Resource
+
+
+@dataclass(frozen=True)
+class DraftReviewData:
+    """A named reader's decision on the drafted findings: ``approved`` (with the approved sentences) or
+    ``rejected``."""
+
+    decision: Literal["approved", "rejected"]
+    reader_username: str
+    reader_name: str
+    at: dt.datetime
+    sentences: tuple[str, ...] = ()
+
+
+def apply_draft_review(
+    resources: list[Resource], review: DraftReviewData, inp: PublishInput
+) -> list[Resource]:
+    """Turn the preliminary draft report into the reader's ``final`` report (or ``cancelled`` when rejected).
+
+    Approved: status ``final``, ``resultsInterpreter`` the reader (a Practitioner), the approved text in the
+    Observations, and a Provenance whose verifier is the reader, recorded when they approved.
+    """
+    rid = ids.draft_report_id(inp.study.study_instance_uid)
+    report = next((r for r in resources if r["resourceType"] == "DiagnosticReport" and r["id"] == rid), None)
+    if report is None:
+        return resources
+    obs_ids = [ref["reference"].split("/", 1)[1] for ref in report.get("result", [])]
+    observations = {
+        r["id"]: r for r in resources if r["resourceType"] == "Observation" and r["id"] in obs_ids
+    }
+    model = None  # the Device that wrote the draft: the author of the draft's own Provenance
+    for p in resources:
+        if p["resourceType"] == "Provenance" and p["target"][0]["reference"] == f"DiagnosticReport/{rid}":
+            model = p["agent"][0]["who"]["reference"]
+    out = list(resources)
+    practitioner: Resource = {
+        "resourceType": "Practitioner",
+        "id": ids.stable_id("practitioner", review.reader_username),
+        "identifier": [{"system": "urn:gateway:user", "value": review.reader_username}],
+        "name": [{"text": review.reader_name}],
+    }
+    when = _instant(review.at)
+    if review.decision == "rejected":
+        report["status"] = "cancelled"
+        report["conclusion"] = f"Machine-written draft rejected by {review.reader_name} on {when}."
+        for o in observations.values():
+            o["status"] = "cancelled"
+    else:
+        report["status"] = "final"
+        report["resultsInterpreter"] = [_ref("Practitioner", practitioner["id"], review.reader_name)]
+        kept = obs_ids[: len(review.sentences)]
+        if obs_ids:
+            # Sentences the reader added become Observations shaped like the draft's first one, unlinked.
+            shape = observations[obs_ids[0]]
+            at = next(i for i, r in enumerate(out) if r is report)
+            for i in range(len(obs_ids), len(review.sentences)):
+                extra = {k: v for k, v in shape.items() if k != "derivedFrom"}
+                extra["id"] = ids.observation_id(inp.study.study_instance_uid, "draft", 0, i)
+                observations[extra["id"]] = extra
+                kept.append(extra["id"])
+                out.insert(at, extra)
+                at += 1
+        for oid, text in zip(kept, review.sentences, strict=False):
+            o = observations[oid]
+            o["status"] = "final"
+            o["valueString"] = text
+            o["performer"] = [_ref("Practitioner", practitioner["id"], review.reader_name)]
+            o["note"] = [
+                {"text": f"Machine-drafted; reviewed and approved by {review.reader_name} on {when}."}
+            ]
+        dropped = set(obs_ids) - set(kept)
+        out = [r for r in out if not (r["resourceType"] == "Observation" and r["id"] in dropped)]
+        report["result"] = [_ref("Observation", oid) for oid in kept]
+        report["conclusion"] = f"Findings drafted by a model and approved by {review.reader_name}."
+        paragraphs = "".join(f"<p>{html.escape(t)}</p>" for t in review.sentences)
+        report["text"] = {
+            "status": "generated",
+            "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{paragraphs}</div>',
+        }
+    out.insert(0, practitioner)
+    agents: list[Resource] = [
+        {
+            "type": {"coding": [code_map().coding("provenance_verifier")]},
+            "who": _ref("Practitioner", practitioner["id"]),
+        }
+    ]
+    if model:
+        agents.append(
+            {"type": {"coding": [code_map().coding("provenance_author")]}, "who": {"reference": model}}
+        )
+    out.append(
+        {
+            "resourceType": "Provenance",
+            "id": ids.provenance_id(f"review/DiagnosticReport/{rid}"),
+            "target": [_ref("DiagnosticReport", rid), *report.get("result", [])],
+            "recorded": when,
+            "activity": {"text": f"draft {review.decision}"},
+            "agent": agents,
+        }
+    )
+    return out
