@@ -212,12 +212,17 @@ def _server_class() -> Any:
 
 def _web_routes(runtime: _Runtime, settings: Settings, token: str) -> list[Any]:
     """``/dicomweb`` (STOW-RS through the same Ingest as C-STORE) and the review page ``/ui``."""
+    from gateway.auth import authenticator
     from gateway.dicom.ingest import Ingest
     from gateway.dicomweb.access import Access
     from gateway.dicomweb.routes import build_dicomweb_routes
     from gateway.ui.routes import build_ui_routes
 
-    access = Access(token, signed_url_lifetime=settings.dicomweb.signed_url_lifetime)
+    access = Access(
+        token,
+        signed_url_lifetime=settings.dicomweb.signed_url_lifetime,
+        authenticator=authenticator(settings, token),
+    )
     ingest = Ingest(settings, runtime.sessions, runtime.metrics)
     return [
         *build_dicomweb_routes(runtime.sessions, settings, access, ingest),

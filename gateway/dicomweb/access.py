@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 ROLES = ("reader", "administrator")
@@ -35,18 +36,32 @@ class Principal:
 
 
 class Access:
-    def __init__(self, token: str, *, signed_url_lifetime: int) -> None:
+    """``authenticator`` (:func:`gateway.auth.authenticator`), when given, decides bearer tokens as ``/fhir``
+    does: the static token, SMART backend-services tokens and OIDC tokens, each with read access to
+    ImagingStudy; without it only the static token is accepted."""
+
+    def __init__(self, token: str, *, signed_url_lifetime: int, authenticator: Any | None = None) -> None:
         self._token = token.encode("utf-8")
         self._key = hmac.new(self._token, b"gateway signed links v1", hashlib.sha256).digest()
         self.lifetime = signed_url_lifetime
+        self._auth = authenticator
 
     # -- bearer token ----------------------------------------------------------------------------------------
     def bearer(self, header: str | None) -> Principal | None:
         scheme, _, given = (header or "").partition(" ")
         # An empty configured token admits no one rather than everyone.
-        if not self._token or scheme.lower() != "bearer":
+        if scheme.lower() != "bearer":
             return None
-        if not hmac.compare_digest(given.strip().encode("utf-8"), self._token):
+        if self._auth is not None:
+            from gateway.auth import AuthError
+
+            try:
+                principal = self._auth.authenticate(header)
+                self._auth.require(principal, "ImagingStudy", "read")
+            except AuthError:
+                return None
+            return Principal("token", str(principal.client_id))
+        if not self._token or not hmac.compare_digest(given.strip().encode("utf-8"), self._token):
             return None
         return Principal("token", "api")
 
