@@ -36,7 +36,7 @@ import pymupdf
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-SUITE_VERSION = 2
+SUITE_VERSION = 3
 FONT_FILE = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -554,7 +554,6 @@ FILLER_ZH = [
     "所见骨质未见明显破坏。",
     "纵隔内未见明显肿大淋巴结。",
     "肝脏形态大小正常，密度均匀。",
-    "脑室系统未见扩张，中线结构居中。",
     "建议结合临床，必要时随访复查。",
     "余未见明显异常。",
     "扫描范围内诸骨未见异常。",
@@ -565,8 +564,20 @@ FILLER_EN = [
     "There is no pleural effusion.",
     "No destructive osseous lesion is seen.",
     "No enlarged mediastinal lymph nodes.",
-    "The ventricles are not dilated and the midline is not shifted.",
     "Clinical correlation and follow-up are advised.",
+    "The remaining structures are unremarkable.",
+]
+
+FILLER_HEAD_ZH = [
+    "脑室系统未见扩张，中线结构居中。",
+    "脑沟脑裂未见增宽。",
+    "颅骨未见明显异常。",
+    "余未见明显异常。",
+]
+FILLER_HEAD_EN = [
+    "The ventricles are not dilated and the midline is not shifted.",
+    "The sulci are not widened.",
+    "The calvarium is intact.",
     "The remaining structures are unremarkable.",
 ]
 
@@ -950,6 +961,7 @@ def build_case(index: int, seed: int, *, large: bool = False, tiny: bool = False
     page_tag = "page:2" if figures_page2 else "page:1"
     other = Anatomy.random(np.random.default_rng([seed, index, 99]))
     fig_word_en = writer.fig_word
+    windows_seen = 0
     for number, variation in enumerate(chosen, start=1):
         tags = [*base_tags, page_tag, f"fig:{variation}"]
         caption_extra_zh, caption_extra_en = "", ""
@@ -1047,10 +1059,13 @@ def build_case(index: int, seed: int, *, large: bool = False, tiny: bool = False
                 spec = study.series[0]
                 win = spec.slices[0].window
                 if variation == "window" and kind == "ct-recon":
-                    which = ["lung", "mediastinal", "bone"][int(rng.integers(0, 3))]
+                    # Window and cue in rotation, so that each combination gets its share.
+                    turn = occurrence * 2 + windows_seen
+                    windows_seen += 1
+                    which = ["lung", "mediastinal", "bone"][turn % 3]
                     spec = study.by_number(3 if which == "lung" else 4)
                     win = {"lung": LUNG, "mediastinal": MEDIASTINUM, "bone": BONE}[which]
-                    cued = rng.random() < 0.5
+                    cued = (occurrence + windows_seen) % 2 == 0
                     tags += [f"window:{which}", "cue" if cued else "no-cue"]
                     if cued:
                         cue_zh = {"lung": "肺窗示", "mediastinal": "纵隔窗示", "bone": "骨窗示"}[which]
@@ -1175,12 +1190,13 @@ def build_case(index: int, seed: int, *, large: bool = False, tiny: bool = False
         )
     order = list(range(len(sentences)))
     rng.shuffle(order)
+    filler_zh, filler_en = (FILLER_HEAD_ZH, FILLER_HEAD_EN) if kind == "mr" else (FILLER_ZH, FILLER_EN)
     fillers = (
-        FILLER_ZH
+        filler_zh
         if lang == "zh"
-        else FILLER_EN
+        else filler_en
         if lang == "en"
-        else [f"{a}{b}" for a, b in zip(FILLER_ZH, FILLER_EN, strict=False)]
+        else [f"{a}{b}" for a, b in zip(filler_zh, filler_en, strict=False)]
     )
     body: list[str] = []
     chunk: list[str] = []
