@@ -73,6 +73,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     generate.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     generate.set_defaults(func=_generate)
 
+    label = commands.add_parser(
+        "label", parents=[common], help="label a report's 14 CheXpert observations, or validate the labeller"
+    )
+    label.add_argument("text", nargs="*", help="report text (default: standard input)")
+    label.add_argument("--mapping", type=Path, default=None, help="default: mappings/chexpert.yaml")
+    label.add_argument(
+        "--validate", type=Path, default=None, help="a labelled sentence set (TSV) to score against"
+    )
+    label.add_argument("--show-errors", action="store_true")
+    label.set_defaults(func=_label)
+
     synth = commands.add_parser("synthesize", parents=[common], help="write the synthetic data set")
     synth.add_argument("--out", type=Path, required=True)
     synth.add_argument("--format", choices=_FORMATS, required=True)
@@ -154,7 +165,36 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{name:<8} {cells[0]} {cells[1]:>13}")
     for name, why in result.model.unavailable.items():
         print(f"{name} unavailable: {why}")
+    if result.clinical is not None and result.baseline_clinical is not None:
+        model_c, fixed_c = result.clinical, result.baseline_clinical
+        print(f"{'CheXpert micro-F1':<18} {model_c.micro_f1:8.4f} {fixed_c.micro_f1:13.4f}")
+        print(f"{'CheXpert macro-F1':<18} {model_c.macro_f1:8.4f} {fixed_c.macro_f1:13.4f}")
+        print(
+            f"(rule labeller, mappings/chexpert.yaml; present vs not; macro over the "
+            f"{model_c.observations_scored} observations positive in a reference or a draft)"
+        )
     print(f"fixed report: {result.baseline_report!r}")
+    return 0
+
+
+def _label(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.findings.chexpert import format_validation, labeller, read_validation_set, validate
+
+    lab = labeller(args.mapping)
+    if args.validate is not None:
+        rows = read_validation_set(args.validate)
+        table, wrong = validate(rows, lab)
+        print(
+            f"{len(rows)} sentences ({sum(r.lang == 'zh' for r in rows)} Chinese); "
+            f"{len(wrong)} labelled otherwise"
+        )
+        print(format_validation(table))
+        for row, predicted in wrong if args.show_errors else []:
+            print(f"line {row.line}: {row.text}\n  expected {row.labels}\n  labelled {predicted}")
+        return 0
+    text = " ".join(args.text) if args.text else sys.stdin.read()
+    for name, status in lab.label_report(text).items():
+        print(f"{name}: {status}")
     return 0
 
 

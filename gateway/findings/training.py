@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from gateway.findings.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, training_state
+from gateway.findings.chexpert import ClinicalScores, clinical_f1
 from gateway.findings.data import ImageRef, Split, StudyRecord, split_studies
 from gateway.findings.decoding import beam_search, greedy
 from gateway.findings.images import ViewInfo, choose_views, is_dicom, read_dicom, read_png, resize
@@ -335,6 +336,8 @@ class EvalResult:
     baseline: Scores
     baseline_report: str
     samples: list[tuple[str, str]]  # (reference, hypothesis), a few for the eye
+    clinical: ClinicalScores | None = None  # the CheXpert rule labeller's F1, model vs references
+    baseline_clinical: ClinicalScores | None = None  # the same for the fixed report
 
 
 def evaluate(
@@ -375,13 +378,16 @@ def evaluate(
         beam_size=beam_size,
         length_penalty=length_penalty,
     )
+    fixed = [baseline] * len(evaluated.texts)
     return EvalResult(
         split_name,
         len(evaluated.ids),
         score(evaluated.texts, hypotheses, meteor=meteor),
-        score(evaluated.texts, [baseline] * len(evaluated.texts), meteor=meteor),
+        score(evaluated.texts, fixed, meteor=meteor),
         baseline,
         list(zip(evaluated.texts[:3], hypotheses[:3], strict=True)),
+        clinical_f1(evaluated.texts, hypotheses),
+        clinical_f1(evaluated.texts, fixed),
     )
 
 
