@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     generate.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     generate.set_defaults(func=_generate)
 
+    export = commands.add_parser(
+        "export", parents=[common], help="write the archive manifest of read CR/DX studies from the index"
+    )
+    export.add_argument("--out", type=Path, required=True, help="folder for archive.jsonl")
+    export.add_argument("--since", type=_date, default=None, help="first study date, YYYY-MM-DD")
+    export.add_argument(
+        "--deidentify",
+        action="store_true",
+        help="pseudonymous IDs, names/IDs/dates stripped from text, pixels written as PNG",
+    )
+    export.set_defaults(func=_export)
+
     label = commands.add_parser(
         "label", parents=[common], help="label a report's 14 CheXpert observations, or validate the labeller"
     )
@@ -91,6 +104,27 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--size", type=int, default=64, help="image side in pixels")
     synth.set_defaults(func=_synthesize)
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from exc
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.findings.export import ExportOptions, export_archive
+    from gateway.index.db import open_index
+
+    sessions = open_index(settings.index_url)
+    summary = export_archive(sessions, args.out, ExportOptions(since=args.since, deidentify=args.deidentify))
+    splits = ", ".join(f"{k} {v}" for k, v in summary.splits.items())
+    print(f"{summary.studies} studies ({summary.reviewed} with a reviewed draft as target): {splits}")
+    for why, count in sorted(summary.skipped.items()):
+        print(f"skipped {count}: {why}")
+    print(f"manifest: {summary.manifest}; use --data {args.out} --format archive")
+    return 0 if summary.studies else 1
 
 
 def _threads() -> None:
