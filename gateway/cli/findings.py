@@ -48,6 +48,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     train.add_argument("--image-size", type=int, default=None)
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    train.add_argument(
+        "--augment",
+        action="store_true",
+        help="random resized crop, ±5° rotation, brightness/contrast (train only)",
+    )
+    train.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16"), default="auto", help="bf16 autocast; auto = on a GPU"
+    )
+    train.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    train.add_argument("--compile-backend", default="inductor")
+    train.add_argument("--workers", type=int, default=0, help="image-decoding worker processes")
+    train.add_argument("--image-cache", type=Path, default=None, help="folder for decoded images")
     train.set_defaults(func=_train)
 
     evaluate = commands.add_parser(
@@ -99,7 +111,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     synth = commands.add_parser("synthesize", parents=[common], help="write the synthetic data set")
     synth.add_argument("--out", type=Path, required=True)
-    synth.add_argument("--format", choices=_FORMATS, required=True)
+    synth.add_argument(
+        "--format",
+        choices=(*_FORMATS, "dicom"),
+        required=True,
+        help="dicom = DX images and SR reports to push into the gateway (storescu), for `export`",
+    )
     synth.add_argument("--count", type=int, default=500)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--size", type=int, default=64, help="image side in pixels")
@@ -153,6 +170,12 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
         pretrained=args.pretrained,
         device=args.device,
         resume=args.resume,
+        augment=args.augment,
+        precision=args.precision,
+        compile=args.compile,
+        compile_backend=args.compile_backend,
+        workers=args.workers,
+        image_cache=args.image_cache,
     )
     source = {"format": args.format, "path": str(args.data)}
     print(f"{len(records)} studies from {args.data} ({args.format})")
@@ -269,8 +292,12 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _synthesize(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.findings.synthetic import generate, write_dataset
+    from gateway.findings.synthetic import generate, write_dataset, write_push_set
 
+    if args.format == "dicom":
+        written = write_push_set(generate(args.count, args.seed, args.size), args.out, args.seed)
+        print(f"{len(written)} studies (two DX images and an SR report each) written to {args.out}")
+        return 0
     data = write_dataset(generate(args.count, args.seed, args.size), args.out, args.format)
     print(f"{args.count} synthetic studies written; use --data {data} --format {args.format}")
     return 0

@@ -225,7 +225,7 @@ class AttentionModel(CaptionModel):
         batch, views = images.shape[:2]
         grid = self.backbone(images.flatten(0, 1))  # (B*2, C, h, w)
         regions = self.project(grid.flatten(2).transpose(1, 2))  # (B*2, h*w, D)
-        regions = regions.view(batch, views, regions.shape[1], -1)
+        regions = regions.reshape(batch, views, regions.shape[1], -1)
         regions = regions + self.region[:, :, : regions.shape[2]] + self.view[:, :views]
         memory: Tensor = self.encoder(regions.flatten(1, 2))
         return memory

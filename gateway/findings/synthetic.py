@@ -378,3 +378,54 @@ def write_sr_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return uid
+
+
+_NAMES = (
+    "Zhang^Wei",
+    "Li^Na",
+    "Wang^Fang",
+    "Liu^Yang",
+    "Chen^Jing",
+    "Smith^John",
+    "Garcia^Maria",
+    "Brown^Ann",
+)
+
+
+def write_push_set(studies: Sequence[SyntheticStudy], out: Path, seed: int = 0) -> list[dict[str, object]]:
+    """Each study as the files a modality and a RIS would send the gateway: a PA and an LL DX image and a
+    Basic Text SR report whose FINDINGS is the study's text, with invented names, birth dates, sexes and
+    study dates (2023-2025). Push ``out/*.dcm`` with storescu; returns what was written, per study.
+    """
+    rng = random.Random(seed)  # noqa: S311 - invented demographics, not a secret
+    written: list[dict[str, object]] = []
+    for index, study in enumerate(studies):
+        uid = f"{_ROOT}.88.{seed}.{index + 1}"
+        header: dict[str, object] = {
+            "PatientName": _NAMES[int(study.patient_id[1:]) % len(_NAMES)],
+            "PatientBirthDate": f"{rng.randint(1930, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}",
+            "PatientSex": rng.choice(("F", "M")),
+            "StudyDate": f"{rng.randint(2023, 2025)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}",
+            "AccessionNumber": f"ACC{seed:02d}{index:06d}",
+        }
+        views = [
+            write_dicom(
+                out / f"{index:05d}-{view}.dcm",
+                pixels,
+                view_position=view,
+                study_uid=uid,
+                patient_id=study.patient_id,
+                extra=header,
+            )
+            for pixels, view in ((study.frontal, "PA"), (study.lateral, "LL"))
+        ]
+        write_sr_report(
+            out / f"{index:05d}-SR.dcm",
+            study_uid=uid,
+            patient_id=study.patient_id,
+            findings=study.findings,
+            indication=rng.choice(("Cough.", "Fever and cough.", "Chest pain.", "Shortness of breath.")),
+            extra=header,
+        )
+        written.append({"study_uid": uid, "patient_id": study.patient_id, "views": views, **header})
+    return written
