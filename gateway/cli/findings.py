@@ -20,7 +20,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     train = commands.add_parser("train", parents=[common], help="train a drafting model")
     train.add_argument("--data", type=Path, required=True, help="data set folder or file")
     train.add_argument("--format", choices=_FORMATS, required=True)
-    train.add_argument("--model", choices=("cnn-lstm", "attention"), default="cnn-lstm")
+    train.add_argument("--model", choices=("cnn-lstm", "attention", "vit-gpt2"), default="cnn-lstm")
     train.add_argument("--out", type=Path, required=True, help="run folder: OUT/last and OUT/best")
     train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--resume", action="store_true", help="continue from OUT/last")

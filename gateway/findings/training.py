@@ -35,6 +35,7 @@ from gateway.findings.models import (
     ModelConfig,
     build_model,
     pretrained_spec,
+    pretrained_vit_gpt2,
 )
 from gateway.findings.text import TextProtocol, TextRules, Vocabulary
 
@@ -262,7 +263,9 @@ def _model_config(options: TrainOptions, vocab_size: int, max_tokens: int) -> Mo
     values: dict[str, Any] = {**PRESETS[options.preset], **options.overrides}
     if options.image_size is not None:
         values["image_size"] = options.image_size
-    if options.pretrained is not None:
+    if options.pretrained is not None and options.architecture == "vit-gpt2":
+        values.update(pretrained_vit_gpt2(options.pretrained))
+    elif options.pretrained is not None:
         values["resnet"] = pretrained_spec(options.pretrained)
     return ModelConfig(
         architecture=options.architecture, vocab_size=vocab_size, max_tokens=max_tokens, **values
