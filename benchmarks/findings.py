@@ -49,7 +49,7 @@ def main() -> None:
         f"device {device}, preset {args.preset}, batch {args.batch} studies ({2 * args.batch} images), "
         f"{args.tokens} tokens, precision {args.precision}, compile {args.compile}, augment {args.augment}"
     )
-    for architecture in ("cnn-lstm", "attention"):
+    for architecture in ("cnn-lstm", "attention", "vit-gpt2"):
         torch.manual_seed(0)
         config = ModelConfig(
             architecture=architecture,
@@ -59,7 +59,11 @@ def main() -> None:
         )
         model = build_model(config).to(device).eval()
         with torch.no_grad():  # no early <end>, so every image decodes the full length
-            model.head.bias[2] = -1e4
+            head = model.model.decoder.lm_head if architecture == "vit-gpt2" else model.head
+            if head.bias is not None:
+                head.bias[2] = -1e4
+            else:  # GPT-2's head has no bias: a zero row makes <end> rare, not impossible
+                head.weight[2] = 0.0
         size = config.image_size
         images = torch.rand(args.batch, 2, 1, size, size, device=device)
         for beam in (1, 3):
