@@ -194,8 +194,12 @@ def _overlaps(span: Span, others: Iterable[Span]) -> bool:
     return any(span[0] < o[1] and o[0] < span[1] for o in others)
 
 
+_CJK_GAP = re.compile(r"(?<=[\u3400-\u9fff]) +(?=[\u3400-\u9fff])")
+
+
 def normalise(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).lower()
+    """NFKC, lower case, and no spaces between Chinese characters (cleaned text is spaced per character)."""
+    return _CJK_GAP.sub("", unicodedata.normalize("NFKC", text).lower())
 
 
 def sentences(text: str) -> list[str]:
