@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     train = commands.add_parser("train", parents=[common], help="train a drafting model")
     train.add_argument("--data", type=Path, required=True, help="data set folder or file")
     train.add_argument("--format", choices=_FORMATS, required=True)
-    train.add_argument("--model", choices=("cnn-lstm", "attention"), default="cnn-lstm")
+    train.add_argument("--model", choices=("cnn-lstm", "attention", "vit-gpt2"), default="cnn-lstm")
     train.add_argument("--out", type=Path, required=True, help="run folder: OUT/last and OUT/best")
     train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--resume", action="store_true", help="continue from OUT/last")
@@ -47,6 +48,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     train.add_argument("--image-size", type=int, default=None)
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    train.add_argument(
+        "--augment",
+        action="store_true",
+        help="random resized crop, ±5° rotation, brightness/contrast (train only)",
+    )
+    train.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16"), default="auto", help="bf16 autocast; auto = on a GPU"
+    )
+    train.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    train.add_argument("--compile-backend", default="inductor")
+    train.add_argument("--workers", type=int, default=0, help="image-decoding worker processes")
+    train.add_argument("--image-cache", type=Path, default=None, help="folder for decoded images")
     train.set_defaults(func=_train)
 
     evaluate = commands.add_parser(
@@ -73,13 +86,62 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     generate.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     generate.set_defaults(func=_generate)
 
+    export = commands.add_parser(
+        "export", parents=[common], help="write the archive manifest of read CR/DX studies from the index"
+    )
+    export.add_argument("--out", type=Path, required=True, help="folder for archive.jsonl")
+    export.add_argument("--since", type=_date, default=None, help="first study date, YYYY-MM-DD")
+    export.add_argument(
+        "--deidentify",
+        action="store_true",
+        help="pseudonymous IDs, names/IDs/dates stripped from text, pixels written as PNG",
+    )
+    export.set_defaults(func=_export)
+
+    label = commands.add_parser(
+        "label", parents=[common], help="label a report's 14 CheXpert observations, or validate the labeller"
+    )
+    label.add_argument("text", nargs="*", help="report text (default: standard input)")
+    label.add_argument("--mapping", type=Path, default=None, help="default: mappings/chexpert.yaml")
+    label.add_argument(
+        "--validate", type=Path, default=None, help="a labelled sentence set (TSV) to score against"
+    )
+    label.add_argument("--show-errors", action="store_true")
+    label.set_defaults(func=_label)
+
     synth = commands.add_parser("synthesize", parents=[common], help="write the synthetic data set")
     synth.add_argument("--out", type=Path, required=True)
-    synth.add_argument("--format", choices=_FORMATS, required=True)
+    synth.add_argument(
+        "--format",
+        choices=(*_FORMATS, "dicom"),
+        required=True,
+        help="dicom = DX images and SR reports to push into the gateway (storescu), for `export`",
+    )
     synth.add_argument("--count", type=int, default=500)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--size", type=int, default=64, help="image side in pixels")
     synth.set_defaults(func=_synthesize)
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from exc
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.findings.export import ExportOptions, export_archive
+    from gateway.index.db import open_index
+
+    sessions = open_index(settings.index_url)
+    summary = export_archive(sessions, args.out, ExportOptions(since=args.since, deidentify=args.deidentify))
+    splits = ", ".join(f"{k} {v}" for k, v in summary.splits.items())
+    print(f"{summary.studies} studies ({summary.reviewed} with a reviewed draft as target): {splits}")
+    for why, count in sorted(summary.skipped.items()):
+        print(f"skipped {count}: {why}")
+    print(f"manifest: {summary.manifest}; use --data {args.out} --format archive")
+    return 0 if summary.studies else 1
 
 
 def _threads() -> None:
@@ -108,6 +170,12 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
         pretrained=args.pretrained,
         device=args.device,
         resume=args.resume,
+        augment=args.augment,
+        precision=args.precision,
+        compile=args.compile,
+        compile_backend=args.compile_backend,
+        workers=args.workers,
+        image_cache=args.image_cache,
     )
     source = {"format": args.format, "path": str(args.data)}
     print(f"{len(records)} studies from {args.data} ({args.format})")
@@ -154,7 +222,36 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{name:<8} {cells[0]} {cells[1]:>13}")
     for name, why in result.model.unavailable.items():
         print(f"{name} unavailable: {why}")
+    if result.clinical is not None and result.baseline_clinical is not None:
+        model_c, fixed_c = result.clinical, result.baseline_clinical
+        print(f"{'CheXpert micro-F1':<18} {model_c.micro_f1:8.4f} {fixed_c.micro_f1:13.4f}")
+        print(f"{'CheXpert macro-F1':<18} {model_c.macro_f1:8.4f} {fixed_c.macro_f1:13.4f}")
+        print(
+            f"(rule labeller, mappings/chexpert.yaml; present vs not; macro over the "
+            f"{model_c.observations_scored} observations positive in a reference or a draft)"
+        )
     print(f"fixed report: {result.baseline_report!r}")
+    return 0
+
+
+def _label(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.findings.chexpert import format_validation, labeller, read_validation_set, validate
+
+    lab = labeller(args.mapping)
+    if args.validate is not None:
+        rows = read_validation_set(args.validate)
+        table, wrong = validate(rows, lab)
+        print(
+            f"{len(rows)} sentences ({sum(r.lang == 'zh' for r in rows)} Chinese); "
+            f"{len(wrong)} labelled otherwise"
+        )
+        print(format_validation(table))
+        for row, predicted in wrong if args.show_errors else []:
+            print(f"line {row.line}: {row.text}\n  expected {row.labels}\n  labelled {predicted}")
+        return 0
+    text = " ".join(args.text) if args.text else sys.stdin.read()
+    for name, status in lab.label_report(text).items():
+        print(f"{name}: {status}")
     return 0
 
 
@@ -195,8 +292,12 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _synthesize(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.findings.synthetic import generate, write_dataset
+    from gateway.findings.synthetic import generate, write_dataset, write_push_set
 
+    if args.format == "dicom":
+        written = write_push_set(generate(args.count, args.seed, args.size), args.out, args.seed)
+        print(f"{len(written)} studies (two DX images and an SR report each) written to {args.out}")
+        return 0
     data = write_dataset(generate(args.count, args.seed, args.size), args.out, args.format)
     print(f"{args.count} synthetic studies written; use --data {data} --format {args.format}")
     return 0

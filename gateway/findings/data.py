@@ -19,7 +19,8 @@ Four formats are read; each yields :class:`StudyRecord` values holding the raw F
          "images": [{"path": "1.2.3/1.2.3.4.dcm", "view_position": "PA", "sop_instance_uid": "1.2.3.4"}]}
 
     ``path`` is relative to the manifest's folder (or absolute); ``view_position`` and ``sop_instance_uid``
-    may be null.
+    may be null. ``gateway findings export`` also writes ``split`` (fixed per patient; when every study has
+    one it is kept), ``context`` (``age``, ``sex``, ``indication``), ``language`` and ``target``.
 
 Studies without FINDINGS text or without an image are left out, as R2Gen does.
 """
@@ -73,6 +74,7 @@ class StudyRecord:
     findings: str
     images: tuple[ImageRef, ...]
     split: SplitName | None = None  # a split the source prescribes
+    context: dict[str, object] | None = None  # clinical context: age, sex, indication (archive exports)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,11 +200,17 @@ def load_archive(path: Path) -> list[StudyRecord]:
                 ImageRef(file.parent / img["path"], img.get("view_position"), img.get("sop_instance_uid"))
                 for img in item["images"]
             )
+            split = item.get("split")
+            if split is not None and split not in ("train", "val", "test"):
+                raise DataSetError(f"{file}:{number}: split must be train, val or test, not {split!r}")
+            context = item.get("context")
             record = StudyRecord(
                 str(item["study_uid"]),
                 str(item.get("patient_id") or item["study_uid"]),
                 str(item.get("findings") or "").strip(),
                 images,
+                split,
+                context if isinstance(context, dict) else None,
             )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise DataSetError(f"{file}:{number}: {exc!r}") from exc

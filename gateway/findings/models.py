@@ -12,6 +12,12 @@ and one beam search serve both.
     Keeps the ResNet's 7x7 grid for both views (as R2Gen does), encodes the 98 regions with a Transformer
     encoder and decodes with a Transformer decoder that cross-attends to them. VisionEncoderDecoderModel does
     not take a ResNet encoder, so this is a plain ``nn.Module``.
+``vit-gpt2``
+    transformers' ``VisionEncoderDecoderModel``: a ViT encoder and a GPT-2 decoder with cross-attention,
+    built from config (sizes from the same fields), or from a local ``VisionEncoderDecoderModel`` snapshot
+    (``--pretrained DIR``, ``local_files_only``; the decoder's embeddings are resized to our vocabulary).
+    Both views go through the encoder; their patch states, each with a learned view embedding, are the
+    decoder's cross-attention memory.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ __all__ = [
     "build_model",
 ]
 
-Architecture = Literal["cnn-lstm", "attention"]
+Architecture = Literal["cnn-lstm", "attention", "vit-gpt2"]
 _MEAN = (0.485, 0.456, 0.406)  # ImageNet, which the pretrained ResNet was trained on
 _STD = (0.229, 0.224, 0.225)
 
@@ -75,6 +81,11 @@ class ModelConfig(BaseModel):
     heads: int = 8
     ff_size: int = 2048
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    patch_size: int = Field(default=16, ge=2)  # "vit-gpt2" only
+    # "vit-gpt2" from a pretrained snapshot: the encoder's and decoder's own configs (to_dict), which then
+    # decide the shapes instead of the fields above.
+    encoder_config: dict[str, Any] | None = None
+    decoder_config: dict[str, Any] | None = None
 
 
 # Tiny sizes for tests, the synthetic set and benchmarks; "full" is the seed's ResNet-101.
@@ -92,6 +103,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "heads": 4,
         "ff_size": 192,
         "dropout": 0.1,
+        "patch_size": 8,
     },
 }
 
@@ -225,7 +237,7 @@ class AttentionModel(CaptionModel):
         batch, views = images.shape[:2]
         grid = self.backbone(images.flatten(0, 1))  # (B*2, C, h, w)
         regions = self.project(grid.flatten(2).transpose(1, 2))  # (B*2, h*w, D)
-        regions = regions.view(batch, views, regions.shape[1], -1)
+        regions = regions.reshape(batch, views, regions.shape[1], -1)
         regions = regions + self.region[:, :, : regions.shape[2]] + self.view[:, :views]
         memory: Tensor = self.encoder(regions.flatten(1, 2))
         return memory
@@ -258,10 +270,126 @@ class AttentionModel(CaptionModel):
         return (state[0][index],)
 
 
+class VitGpt2(CaptionModel):
+    """A ``VisionEncoderDecoderModel`` (ViT → GPT-2) behind the common decoding hooks."""
+
+    def __init__(self, config: ModelConfig, pretrained: Path | None = None) -> None:
+        from transformers import (
+            GPT2Config,
+            VisionEncoderDecoderConfig,
+            VisionEncoderDecoderModel,
+            ViTConfig,
+        )
+
+        super().__init__()
+        self.config = config
+        if pretrained is not None:
+            model = VisionEncoderDecoderModel.from_pretrained(str(pretrained), local_files_only=True)
+            model.decoder.resize_token_embeddings(config.vocab_size)
+            # untie the output layer from the embeddings, as from config: safetensors holds no shared tensors
+            model.decoder.config.tie_word_embeddings = False
+            model.decoder.lm_head.weight = nn.Parameter(model.decoder.lm_head.weight.detach().clone())
+        else:
+            encoder = (
+                ViTConfig(**config.encoder_config)
+                if config.encoder_config
+                else ViTConfig(
+                    image_size=config.image_size,
+                    patch_size=config.patch_size,
+                    num_channels=3,
+                    hidden_size=config.hidden_size,
+                    num_hidden_layers=config.encoder_layers,
+                    num_attention_heads=config.heads,
+                    intermediate_size=config.ff_size,
+                    hidden_dropout_prob=config.dropout,
+                    attention_probs_dropout_prob=config.dropout,
+                )
+            )
+            decoder = (
+                GPT2Config(**config.decoder_config)
+                if config.decoder_config
+                else GPT2Config(
+                    n_embd=config.hidden_size,
+                    n_layer=config.num_layers,
+                    n_head=config.heads,
+                    n_inner=config.ff_size,
+                    resid_pdrop=config.dropout,
+                    embd_pdrop=config.dropout,
+                    attn_pdrop=config.dropout,
+                )
+            )
+            decoder.vocab_size = config.vocab_size
+            decoder.n_positions = max(int(decoder.n_positions), config.max_tokens + 2)
+            decoder.is_decoder, decoder.add_cross_attention = True, True
+            # untied, so that the safetensors checkpoint holds no shared tensors
+            decoder.tie_word_embeddings = False
+            # our vocabulary's <pad> <start> <end> (gateway.findings.text.SPECIALS)
+            decoder.pad_token_id, decoder.bos_token_id, decoder.eos_token_id = 0, 1, 2
+            if not config.encoder_config:
+                encoder.image_size = config.image_size
+            model = VisionEncoderDecoderModel(
+                config=VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+            )
+        self.model: Any = model
+        encoder_config: Any = model.config.encoder
+        width = int(encoder_config.hidden_size)
+        self.view = nn.Parameter(torch.zeros(1, 2, 1, width))
+        nn.init.normal_(self.view, std=0.02)
+
+    def encode(self, images: Tensor) -> Tensor:
+        batch, views = images.shape[:2]
+        x = images.flatten(0, 1).expand(-1, 3, -1, -1) * 2.0 - 1.0  # ViT's [-1, 1] input
+        states = self.model.encoder(pixel_values=x, interpolate_pos_encoding=True).last_hidden_state
+        states = states.reshape(batch, views, states.shape[1], -1) + self.view[:, :views]
+        memory: Tensor = states.flatten(1, 2)
+        if getattr(self.model, "enc_to_dec_proj", None) is not None:
+            memory = self.model.enc_to_dec_proj(memory)
+        return memory
+
+    def _decode(self, inputs: Tensor, memory: Tensor) -> Tensor:
+        out = self.model.decoder(input_ids=inputs, encoder_hidden_states=memory, use_cache=False)
+        logits: Tensor = out.logits
+        return logits
+
+    def forward(self, images: Tensor, inputs: Tensor) -> Tensor:
+        return self._decode(inputs, self.encode(images))
+
+    def start(self, memory: Tensor) -> tuple[Tensor, ...]:
+        return (torch.zeros(memory.shape[0], 0, dtype=torch.long, device=memory.device),)
+
+    def step(
+        self, tokens: Tensor, memory: Tensor, state: tuple[Tensor, ...]
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        prefix = torch.cat([state[0], tokens.unsqueeze(1)], dim=1)
+        logits = self._decode(prefix, memory)[:, -1].float()
+        return torch.log_softmax(logits, dim=-1), (prefix,)
+
+    @staticmethod
+    def reorder(state: tuple[Tensor, ...], index: Tensor) -> tuple[Tensor, ...]:
+        return (state[0][index],)
+
+
 def build_model(config: ModelConfig, pretrained: Path | None = None) -> CaptionModel:
-    """A fresh model; ``pretrained`` is a local ``microsoft/resnet-101`` style snapshot for the backbone."""
-    cls = CnnLstm if config.architecture == "cnn-lstm" else AttentionModel
-    return cls(config, pretrained)
+    """A fresh model; ``pretrained`` is a local snapshot: ``microsoft/resnet-101`` style for the ResNet
+    models, a ``VisionEncoderDecoderModel`` folder for ``vit-gpt2``."""
+    classes: dict[str, type[CaptionModel]] = {
+        "cnn-lstm": CnnLstm,
+        "attention": AttentionModel,
+        "vit-gpt2": VitGpt2,
+    }
+    return classes[config.architecture](config, pretrained)
+
+
+def pretrained_vit_gpt2(pretrained: Path) -> dict[str, Any]:
+    """ModelConfig fields of a local VisionEncoderDecoderModel snapshot, so a checkpoint rebuilds it."""
+    from transformers import VisionEncoderDecoderConfig
+
+    config: Any = VisionEncoderDecoderConfig.from_pretrained(str(pretrained), local_files_only=True)
+    return {
+        "encoder_config": config.encoder.to_dict(),
+        "decoder_config": config.decoder.to_dict(),
+        "hidden_size": int(config.decoder.n_embd),
+    }
 
 
 def pretrained_spec(pretrained: Path) -> ResNetSpec:

@@ -125,6 +125,7 @@ def write_dicom(
     rescale: tuple[float, float] | None = None,
     window: tuple[float, float] | None = None,
     transfer_syntax: str | None = None,
+    extra: dict[str, object] | None = None,
 ) -> str:
     """A minimal DX-like instance holding ``pixels``; returns its SOP Instance UID.
 
@@ -146,6 +147,8 @@ def write_dicom(
     ds.Modality = "DX"
     if view_position is not None:
         ds.ViewPosition = view_position
+    for keyword, value in (extra or {}).items():
+        setattr(ds, keyword, value)
     values = pixels.astype(np.uint16) if pixels.dtype != np.uint8 else pixels
     bits = 8 if values.dtype == np.uint8 else 16
     maximum = (1 << bits) - 1
@@ -297,3 +300,132 @@ def write_dataset(studies: Sequence[SyntheticStudy], out: Path, fmt: DataFormat,
         (out / "archive.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
         return out / "archive.jsonl"
     raise ValueError(f"unknown format {fmt!r}")
+
+
+BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+def _container(code: str, meaning: str, texts: Sequence[str]) -> Dataset:
+    from pydicom.sequence import Sequence as DicomSequence
+
+    container = Dataset()
+    container.RelationshipType = "CONTAINS"
+    container.ValueType = "CONTAINER"
+    container.ConceptNameCodeSequence = DicomSequence([_code(code, "DCM", meaning)])
+    container.ContinuityOfContent = "SEPARATE"
+    items = []
+    for text in texts:
+        item = Dataset()
+        item.RelationshipType = "CONTAINS"
+        item.ValueType = "TEXT"
+        item.ConceptNameCodeSequence = DicomSequence(
+            [_code(code[:-1] + str(int(code[-1]) + 1), "DCM", meaning)]
+        )
+        item.TextValue = text
+        items.append(item)
+    container.ContentSequence = DicomSequence(items)
+    return container
+
+
+def write_sr_report(
+    path: Path,
+    *,
+    study_uid: str,
+    patient_id: str,
+    findings: str,
+    indication: str | None = None,
+    extra: dict[str, object] | None = None,
+) -> str:
+    """A Basic Text SR report with an Indication and a Findings container (DCM 121070), as a PACS sends it.
+
+    The gateway reads it in ``read_report`` like any SR: the container names become the sections.
+    """
+    from pydicom.sequence import Sequence as DicomSequence
+
+    uid = str(generate_uid(prefix=_ROOT + "."))
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = UID(BASIC_TEXT_SR)
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(uid)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = BASIC_TEXT_SR
+    ds.SOPInstanceUID = uid
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = generate_uid(prefix=_ROOT + ".")
+    ds.PatientID = patient_id
+    ds.Modality = "SR"
+    ds.SeriesNumber = 91
+    ds.InstanceNumber = 1
+    ds.CompletionFlag = "COMPLETE"
+    ds.VerificationFlag = "VERIFIED"
+    ds.ValueType = "CONTAINER"
+    ds.ConceptNameCodeSequence = DicomSequence([_code("18748-4", "LN", "Diagnostic imaging report")])
+    ds.ContinuityOfContent = "SEPARATE"
+    containers = []
+    if indication:
+        containers.append(_container("121108", "Indication", [indication]))
+    containers.append(_container("121070", "Findings", [findings]))
+    ds.ContentSequence = DicomSequence(containers)
+    for keyword, value in (extra or {}).items():
+        setattr(ds, keyword, value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return uid
+
+
+_NAMES = (
+    "Zhang^Wei",
+    "Li^Na",
+    "Wang^Fang",
+    "Liu^Yang",
+    "Chen^Jing",
+    "Smith^John",
+    "Garcia^Maria",
+    "Brown^Ann",
+)
+
+
+def write_push_set(studies: Sequence[SyntheticStudy], out: Path, seed: int = 0) -> list[dict[str, object]]:
+    """Each study as the files a modality and a RIS would send the gateway: a PA and an LL DX image and a
+    Basic Text SR report whose FINDINGS is the study's text, with invented names, birth dates, sexes and
+    study dates (2023-2025). Push ``out/*.dcm`` with storescu; returns what was written, per study.
+    """
+    rng = random.Random(seed)  # noqa: S311 - invented demographics, not a secret
+    written: list[dict[str, object]] = []
+    for index, study in enumerate(studies):
+        uid = f"{_ROOT}.88.{seed}.{index + 1}"
+        header: dict[str, object] = {
+            "PatientName": _NAMES[int(study.patient_id[1:]) % len(_NAMES)],
+            "PatientBirthDate": f"{rng.randint(1930, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}",
+            "PatientSex": rng.choice(("F", "M")),
+            "StudyDate": f"{rng.randint(2023, 2025)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}",
+            "AccessionNumber": f"ACC{seed:02d}{index:06d}",
+        }
+        views = [
+            write_dicom(
+                out / f"{index:05d}-{view}.dcm",
+                pixels,
+                view_position=view,
+                study_uid=uid,
+                patient_id=study.patient_id,
+                extra=header,
+            )
+            for pixels, view in ((study.frontal, "PA"), (study.lateral, "LL"))
+        ]
+        write_sr_report(
+            out / f"{index:05d}-SR.dcm",
+            study_uid=uid,
+            patient_id=study.patient_id,
+            findings=study.findings,
+            indication=rng.choice(("Cough.", "Fever and cough.", "Chest pain.", "Shortness of breath.")),
+            extra=header,
+        )
+        written.append({"study_uid": uid, "patient_id": study.patient_id, "views": views, **header})
+    return written

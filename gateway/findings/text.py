@@ -25,9 +25,34 @@ _SENT_STRIP = re.compile(r"[.,?;*!%^&_+():\-\[\]{}\"/\\']")
 _SEED_TOKEN = re.compile(r"[a-z0-9]+|[^a-z0-9\s]")
 
 
+_CJK_CHAR = re.compile(r"([\u3400-\u9fff\uff0c\u3001\uff1b\uff1a])")
+_CJK_GAP = re.compile(
+    r"(?<=[\u3400-\u9fff\uff0c\u3001\uff1b\uff1a]) (?=[\u3400-\u9fff\uff0c\u3001\uff1b\uff1a])"
+)
+
+
+def space_cjk(report: str) -> str:
+    """Chinese as one token per character (and ，、；： kept as tokens); "。" ends a sentence like ". ".
+
+    Chinese has no spaces, so the space-split vocabulary would otherwise hold whole clauses. Characters are
+    the usual unit for Chinese captioning scores. English text is returned unchanged.
+    """
+    if not _CJK_CHAR.search(report):
+        return report
+    return _CJK_CHAR.sub(r" \1 ", report.replace("。", ". "))
+
+
+def join_cjk(text: str) -> str:
+    """Undo :func:`space_cjk`'s spaces between Chinese characters, for display."""
+    return _CJK_GAP.sub("", text)
+
+
 def clean_r2gen(report: str) -> str:
-    """R2Gen's ``clean_report_iu_xray``: numbered lists dropped, sentences stripped of punctuation."""
-    text = report.replace("\n", " ")
+    """R2Gen's ``clean_report_iu_xray``: numbered lists dropped, sentences stripped of punctuation.
+
+    Chinese is first spaced into characters (:func:`space_cjk`).
+    """
+    text = space_cjk(report).replace("\n", " ")
     while ".." in text:
         text = text.replace("..", ".")
     text = _NUMBERING.sub(" ", text).strip().lower()
@@ -38,8 +63,8 @@ def clean_r2gen(report: str) -> str:
 
 
 def clean_seed(report: str) -> str:
-    """Lowercase, words and punctuation marks as separate tokens."""
-    return " ".join(_SEED_TOKEN.findall(report.lower()))
+    """Lowercase, words and punctuation marks as separate tokens (a Chinese character is a word)."""
+    return " ".join(_SEED_TOKEN.findall(space_cjk(report).lower()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +133,10 @@ def split_sentences(text: str) -> list[str]:
     for word in text.split():
         if word == ".":
             if current:
-                sentences.append(" ".join(current))
+                sentences.append(join_cjk(" ".join(current)))
             current = []
         else:
             current.append(word)
     if current:
-        sentences.append(" ".join(current))
+        sentences.append(join_cjk(" ".join(current)))
     return sentences

@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -20,7 +21,9 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from gateway.findings.augment import augment
 from gateway.findings.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, training_state
+from gateway.findings.chexpert import ClinicalScores, clinical_f1
 from gateway.findings.data import ImageRef, Split, StudyRecord, split_studies
 from gateway.findings.decoding import beam_search, greedy
 from gateway.findings.images import ViewInfo, choose_views, is_dicom, read_dicom, read_png, resize
@@ -32,6 +35,7 @@ from gateway.findings.models import (
     ModelConfig,
     build_model,
     pretrained_spec,
+    pretrained_vit_gpt2,
 )
 from gateway.findings.text import TextProtocol, TextRules, Vocabulary
 
@@ -62,10 +66,14 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bfloat16 mixed precision on a GPU (no loss scaling needed); full precision on the CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+Precision = Literal["auto", "fp32", "bf16"]
+
+
+def autocast(device: torch.device, precision: Precision = "auto") -> contextlib.AbstractContextManager[Any]:
+    """bfloat16 mixed precision (no loss scaling needed): by default on a GPU only; ``bf16`` also on the CPU,
+    ``fp32`` nowhere."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -89,8 +97,14 @@ def load_views(images: Sequence[ImageRef], size: int) -> tuple[npt.NDArray[np.ui
 
 
 def to_tensor(images: npt.NDArray[np.uint8] | Tensor, device: torch.device) -> Tensor:
-    """uint8 ``(B, 2, S, S)`` → float ``(B, 2, 1, S, S)`` in ``[0, 1]``."""
-    tensor = torch.as_tensor(images).to(device)
+    """uint8 ``(B, 2, S, S)`` → float ``(B, 2, 1, S, S)`` in ``[0, 1]``.
+
+    On a GPU the uint8 batch is pinned and copied asynchronously (a quarter of the bytes of float), and
+    converted there.
+    """
+    tensor = torch.as_tensor(images)
+    on_gpu = device.type == "cuda"
+    tensor = (tensor.pin_memory() if on_gpu else tensor).to(device, non_blocking=on_gpu)
     return (tensor.float() / 255.0).unsqueeze(2)
 
 
@@ -103,6 +117,44 @@ class Prepared:
     texts: list[str]
 
 
+class _Decoded(torch.utils.data.Dataset[npt.NDArray[np.uint8]]):
+    """Decoded ``(2, S, S)`` uint8 views per study, read from a disk cache when one is given.
+
+    The cache key is the image paths, sizes and modification times and the side, so a changed file is
+    decoded again. Decoding DICOM (JPEG 2000, VOI LUT) is what keeps a GPU waiting; the cache pays it once.
+    """
+
+    def __init__(self, studies: Sequence[StudyRecord], size: int, cache: Path | None) -> None:
+        self.studies, self.size, self.cache = list(studies), size, cache
+
+    def __len__(self) -> int:
+        return len(self.studies)
+
+    def _key(self, study: StudyRecord) -> str:
+        import hashlib
+
+        parts = [str(self.size)]
+        for ref in study.images:
+            stat = ref.path.stat()
+            parts.append(f"{ref.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{ref.view_position}")
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    def __getitem__(self, index: int) -> npt.NDArray[np.uint8]:
+        study = self.studies[index]
+        if self.cache is None:
+            return load_views(study.images, self.size)[0]
+        path = self.cache / f"{self._key(study)}.npy"
+        if path.is_file():
+            cached: npt.NDArray[np.uint8] = np.load(path)
+            return cached
+        views = load_views(study.images, self.size)[0]
+        self.cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, views)
+        tmp.replace(path)
+        return views
+
+
 def prepare(
     records: Sequence[StudyRecord],
     ids: Sequence[str],
@@ -110,12 +162,22 @@ def prepare(
     size: int,
     progress: bool = False,
     desc: str = "images",
+    *,
+    workers: int = 0,
+    cache: Path | None = None,
 ) -> Prepared:
+    """One split decoded into memory; ``workers`` processes decode in parallel, ``cache`` keeps the result."""
     by_id = {r.study_id: r for r in records}
     kept = [i for i in ids if i in by_id]
+    loader = torch.utils.data.DataLoader(
+        _Decoded([by_id[i] for i in kept], size, cache),
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=4 if workers else None,
+    )
     arrays = []
-    for study_id in tqdm(kept, desc=desc, disable=not progress, leave=False):
-        arrays.append(load_views(by_id[study_id].images, size)[0])
+    for views in tqdm(loader, desc=desc, disable=not progress, leave=False, total=len(kept)):
+        arrays.append(np.asarray(views, dtype=np.uint8))
     images = (
         torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0, 2, size, size, dtype=torch.uint8)
     )
@@ -178,6 +240,12 @@ class TrainOptions:
     resume: bool = False
     progress: bool = True
     overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
+    augment: bool = False  # random resized crop, rotation, brightness/contrast on training batches only
+    precision: Precision = "auto"  # bf16 autocast: auto = on a GPU
+    compile: bool = False  # torch.compile the training forward pass
+    compile_backend: str = "inductor"  # "aot_eager" checks the path cheaply on a CPU
+    workers: int = 0  # image-decoding processes
+    image_cache: Path | None = None  # decoded-image cache folder
 
 
 @dataclass
@@ -195,7 +263,9 @@ def _model_config(options: TrainOptions, vocab_size: int, max_tokens: int) -> Mo
     values: dict[str, Any] = {**PRESETS[options.preset], **options.overrides}
     if options.image_size is not None:
         values["image_size"] = options.image_size
-    if options.pretrained is not None:
+    if options.pretrained is not None and options.architecture == "vit-gpt2":
+        values.update(pretrained_vit_gpt2(options.pretrained))
+    elif options.pretrained is not None:
         values["resnet"] = pretrained_spec(options.pretrained)
     return ModelConfig(
         architecture=options.architecture, vocab_size=vocab_size, max_tokens=max_tokens, **values
@@ -236,8 +306,13 @@ def train(
     if not split.train or not split.val:
         raise ValueError(f"need train and val studies; split has {len(split.train)} and {len(split.val)}")
     size = model.config.image_size
-    train_set = prepare(records, split.train, rules, size, options.progress, "train images")
-    val_set = prepare(records, split.val, rules, size, options.progress, "val images")
+    workers, cache = options.workers, options.image_cache
+    train_set = prepare(
+        records, split.train, rules, size, options.progress, "train images", workers=workers, cache=cache
+    )
+    val_set = prepare(
+        records, split.val, rules, size, options.progress, "val images", workers=workers, cache=cache
+    )
     baseline = most_common_report(train_set.texts)
     baseline_bleu4 = bleu4(val_set.texts, [baseline] * len(val_set.texts))
     data = {
@@ -250,6 +325,9 @@ def train(
         "seed": options.seed,
         "baseline_report": baseline,
         "baseline_val_bleu4": baseline_bleu4,
+        "augment": options.augment,
+        "precision": options.precision,
+        "compile": options.compile,
     }
     optimiser = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
     history: list[dict[str, float]] = []
@@ -260,6 +338,10 @@ def train(
         best, stale = float(state["best"]), int(state["stale"])
         history = [dict(h) for h in state["history"]]
     loss_fn = nn.CrossEntropyLoss(ignore_index=vocab.pad)
+    # Compiled for the training step only; decoding runs the plain module (its shapes change every step).
+    forward: Callable[[Tensor, Tensor], Tensor] = (
+        torch.compile(model, backend=options.compile_backend) if options.compile else model
+    )
     inputs_all, targets_all = batch_targets(train_set.texts, vocab, rules.max_tokens)
     epoch = first_epoch - 1
     for epoch in range(first_epoch, options.epochs + 1):
@@ -276,11 +358,13 @@ def train(
         )
         for rows in bar:
             images = to_tensor(train_set.images[rows], device)
+            if options.augment:
+                images = augment(images, generator)
             inputs, targets = inputs_all[rows].to(device), targets_all[rows].to(device)
             width = int((targets != vocab.pad).sum(dim=1).max())
             inputs, targets = inputs[:, :width], targets[:, :width]
-            with autocast(device):
-                logits = model(images, inputs)
+            with autocast(device, options.precision):
+                logits = forward(images, inputs)
             loss = loss_fn(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -335,6 +419,8 @@ class EvalResult:
     baseline: Scores
     baseline_report: str
     samples: list[tuple[str, str]]  # (reference, hypothesis), a few for the eye
+    clinical: ClinicalScores | None = None  # the CheXpert rule labeller's F1, model vs references
+    baseline_clinical: ClinicalScores | None = None  # the same for the fixed report
 
 
 def evaluate(
@@ -375,13 +461,16 @@ def evaluate(
         beam_size=beam_size,
         length_penalty=length_penalty,
     )
+    fixed = [baseline] * len(evaluated.texts)
     return EvalResult(
         split_name,
         len(evaluated.ids),
         score(evaluated.texts, hypotheses, meteor=meteor),
-        score(evaluated.texts, [baseline] * len(evaluated.texts), meteor=meteor),
+        score(evaluated.texts, fixed, meteor=meteor),
         baseline,
         list(zip(evaluated.texts[:3], hypotheses[:3], strict=True)),
+        clinical_f1(evaluated.texts, hypotheses),
+        clinical_f1(evaluated.texts, fixed),
     )
 
 

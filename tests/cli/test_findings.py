@@ -69,7 +69,7 @@ def test_train_eval_generate(
         == 0
     )
     report = capsys.readouterr().out
-    for metric in ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "fixed report"):
+    for metric in ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "fixed report", "CheXpert micro-F1"):
         assert metric in report
     image = next(p for p in (tmp_path / "data").rglob("*") if p.suffix in (".png", ".dcm"))
     assert _run("generate", "--checkpoint", str(out), str(image), "--beam-size", "1") == 0
