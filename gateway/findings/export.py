@@ -31,7 +31,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.index.models import Document, Instance, Patient, Series, Study
+from gateway.index.models import Document, DraftReview, Instance, Patient, Series, Study
 
 __all__ = [
     "ExportOptions",
@@ -125,6 +125,21 @@ def reviewed_findings(documents: Iterable[Document]) -> tuple[str, str] | None:
         if text and str(text).strip():
             return str(text).strip(), str(content["status"]).lower()
     return None
+
+
+def approved_by_reader(session: Session, study_fk: int) -> tuple[str, str] | None:
+    """The drafted findings a reader approved in the review page (``draft_reviews``), newest first."""
+    row = session.scalars(
+        select(DraftReview)
+        .where(DraftReview.study_fk == study_fk, DraftReview.decision == "approved")
+        .order_by(DraftReview.created_at.desc(), DraftReview.id.desc())
+        .limit(1)
+    ).first()
+    if row is None or not row.sentences:
+        return None
+    parts = [str(p).strip() for p in row.sentences if str(p).strip()]
+    joiner = "" if any(_CJK.search(p) for p in parts) else " "
+    return joiner.join(parts), "approved"
 
 
 # ------------------------------------------------------------------------------------ de-identification
@@ -270,7 +285,7 @@ def export_archive(sessions: sessionmaker[Session], out: Path, options: ExportOp
                 if d.stage == "read_report" and d.kind == "document" and d.study_version == study.version
             ]
             report = primary_report(read)
-            reviewed = reviewed_findings(documents)
+            reviewed = approved_by_reader(session, study.id) or reviewed_findings(documents)
             target = reviewed[0] if reviewed else (findings_text(report.content or {}) if report else "")
             if report is None and reviewed is None:
                 summary.skip("no read report")
