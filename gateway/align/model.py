@@ -42,7 +42,7 @@ class AlignOptions:
     """Knobs of the aligner; defaults come from ``[fhir]`` settings."""
 
     anatomy_cues: bool = True
-    figure_min_score: float = 0.6
+    figure_min_score: float = 0.45
     #: How far the best match must beat the best instance that is neither its neighbour nor its twin.
     figure_margin: float = 0.012
     shortlist: int = 8

@@ -16,7 +16,7 @@ class FhirSettings(BaseModel):
         default=True, description="low-confidence series links from anatomy/window cues"
     )
     figure_min_score: float = Field(
-        default=0.6, ge=-1, le=1, description="least similarity for a figure link"
+        default=0.45, ge=-1, le=1, description="least similarity for a figure link"
     )
     figure_margin: float = Field(
         default=0.012, ge=0, le=1, description="how far the best instance must beat the runner-up"
