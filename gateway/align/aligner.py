@@ -323,7 +323,14 @@ class _Figures:
             cues = window_cues(context)
             wanted = set(resolve_cues(cues, self._views, max_series=len(self._views))) if cues else set()
             in_cue = {s for s in series_of.values() if s in wanted}
-            if len(in_cue) == 1:
+            # A window word names one of the same slices reconstructed twice; a thicker slab over the
+            # source is told apart by the fit, whatever the caption says about the window.
+            reconstructions = all(
+                self._geometry.same_slices(head.sop_instance_uid, u)
+                for u in registered
+                if series_of[u] in in_cue
+            )
+            if len(in_cue) == 1 and reconstructions:
                 chosen_series = in_cue.pop()
                 detail["series_choice"] = "window cue: " + ", ".join(c.name for c in cues)
             else:

@@ -85,9 +85,10 @@ def figure_grey(image: npt.NDArray[np.generic]) -> tuple[U8, U8]:
             overlay = cv2.dilate(overlay, np.ones((5, 5), np.uint8))
             if overlay.mean() < 0.5:
                 grey = cast(U8, cv2.inpaint(grey, overlay, 3, cv2.INPAINT_TELEA))
-        return grey, cast(U8, np.where(overlay > 0, 0, 255).astype(np.uint8))
-    grey = to_grey(arr)
-    return grey, cast(U8, np.full(grey.shape, 255, np.uint8))
+    else:
+        grey = to_grey(arr)
+        overlay = np.zeros(grey.shape, np.uint8)
+    return grey, cast(U8, np.where(overlay > 0, 0, 255).astype(np.uint8))
 
 
 def resize(grey: npt.NDArray[np.generic], size: tuple[int, int]) -> npt.NDArray[np.generic]:

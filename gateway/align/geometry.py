@@ -5,7 +5,9 @@ other; nor the same slice reconstructed twice (a lung and a mediastinal series o
 "twin". Order comes from the position along the slice normal, ImagePositionPatient · (row × column) of
 ImageOrientationPatient (PS3.3 C.7.6.2.1.1), when every instance of a series has it and all share one
 orientation; otherwise from Instance Number (C.7.6.1). Twins need geometry: an instance of another series
-with the same orientation whose position along the normal is within half a slice spacing.
+with the same orientation whose position along the normal is within half a slice spacing. A twin of about
+the same slice spacing (within a quarter) is the same slices reconstructed again; one much thicker or
+thinner is a slab over them (:meth:`Geometry.same_slices`).
 """
 
 from __future__ import annotations
@@ -102,6 +104,14 @@ class Geometry:
             out.update(order[::step])
             out.add(order[-1])
         return out
+
+    def same_slices(self, a: str, b: str) -> bool:
+        """Whether the series of ``a`` and ``b`` have about the same slice spacing (within a quarter)."""
+        pa, pb = self._places.get(a), self._places.get(b)
+        if pa is None or pb is None:
+            return False
+        sa, sb = self._spacing.get(pa.series, 0.0), self._spacing.get(pb.series, 0.0)
+        return sa > 0 and sb > 0 and 0.75 <= sa / sb <= 1.0 / 0.75
 
     def series_of(self, uid: str) -> str | None:
         place = self._places.get(uid)

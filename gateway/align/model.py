@@ -48,7 +48,7 @@ class AlignOptions:
     shortlist: int = 8
     anatomy_max_series: int = 3
     #: Least fidelity of a registered match (gateway/align/verify.py); the second with foreign words nearby.
-    figure_fidelity: float = 0.93
+    figure_fidelity: float = 0.95
     figure_foreign_fidelity: float = 0.96
     #: What words about another study near a figure do: leave it unresolved, or ask for the higher fidelity.
     figure_foreign: Literal["unresolved", "verify"] = "unresolved"

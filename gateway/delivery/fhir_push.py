@@ -26,7 +26,8 @@ KIND = "fhir"
 IDENTIFIER_SYSTEM = "urn:ietf:rfc:3986"
 # Referenced resources first, so a reader of the Bundle meets targets before references.
 _ORDER = (
-    "Patient", "Device", "ServiceRequest", "ImagingStudy", "Binary", "Media", "ImagingSelection",
+    "Patient", "Organization", "Practitioner", "Device", "Endpoint", "ServiceRequest", "ImagingStudy",
+    "Binary", "Media", "ImagingSelection",
     "DocumentReference", "Observation", "DiagnosticReport", "Provenance",
 )  # fmt: skip
 

@@ -23,7 +23,7 @@ class FhirSettings(BaseModel):
     )
     figure_shortlist: int = Field(default=8, ge=2, le=100, description="instances compared at full detail")
     figure_fidelity: float = Field(
-        default=0.93, ge=0, le=1, description="least share of a figure's structure its match must explain"
+        default=0.95, ge=0, le=1, description="least share of a figure's structure its match must explain"
     )
     figure_foreign_fidelity: float = Field(
         default=0.96, ge=0, le=1, description="the same, when words near it speak of a prior or outside study"

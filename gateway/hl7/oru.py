@@ -109,12 +109,15 @@ def _ident(resource: dict[str, Any] | None, kind: str) -> str:
 
 
 def _authority(system: str | None) -> str:
-    """PID-3.4 (HD) from an Identifier.system: ``urn:oid:X`` → ``&X&ISO``; another URI → its text."""
+    """PID-3.4 (HD) from an Identifier.system: ``urn:oid:X`` → ``&X&ISO``; another URI → ``&URI&URI``
+    (HD-1, the namespace ID, holds at most 20 characters, so a URI goes to HD-2, the universal ID)."""
     if not system:
         return ""
     if system.startswith("urn:oid:"):
         return f"&{escape(system[8:])}&ISO"
-    return escape(system)
+    if len(system) <= 20 and ":" not in system:
+        return escape(system)
+    return f"&{escape(system)}&URI"
 
 
 def _cwe(coding: dict[str, Any] | None, fallback: str = "") -> str:

@@ -289,7 +289,7 @@ def list_studies(session: Session, *, limit: int = 1000) -> list[StudySummary]:
     # Report documents of the study's current version: a reopened study does not count its reports twice.
     document_counts = (
         select(Document.study_fk, Document.study_version, func.count(Document.id).label("n"))
-        .where(Document.stage == "extract")
+        .where(Document.stage == "extract", Document.kind != "features")  # matching features are no report
         .group_by(Document.study_fk, Document.study_version)
         .subquery()
     )

@@ -126,7 +126,7 @@ def test_a_window_word_picks_the_reconstruction(lungs: phantom.Study) -> None:
     [
         {"crop": (0.3, 0.25, 0.72, 0.67)},  # 42 % of the width
         {"rotate": 4.0},
-        {"rotate": -3.0, "crop": (0.2, 0.2, 0.8, 0.8)},
+        {"rotate": -3.0, "crop": (0.15, 0.12, 0.85, 0.88)},
         {"colour": True},
         {"colour": True, "crop": (0.25, 0.2, 0.8, 0.75)},
     ],
@@ -274,6 +274,7 @@ def test_geometry_orders_slices_along_the_normal_and_finds_twins() -> None:
     assert geometry.around("a3", 1) == ["a2", "a3", "a4"]
     assert geometry.distance("a1", "a5") == 4 and geometry.distance("a1", "b1") is None
     assert geometry.twins("a2") == ["b1"] and geometry.twins("a0") == ["b0"]
+    assert not geometry.same_slices("a2", "b1") and geometry.same_slices("a2", "a3")
     assert geometry.radius("a3", 5.0) == 4
     no_geometry = Geometry([InstanceInfo(f"c{k}", phantom.CT, "c", instance_number=k) for k in (3, 1, 2)])
     assert no_geometry.around("c2", 1) == ["c1", "c2", "c3"] and no_geometry.twins("c2") == []

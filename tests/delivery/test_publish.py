@@ -59,7 +59,9 @@ def test_publication_queues_and_delivers_oru(
     put_read_report(settings, sessions, study, "右肺上叶见结节（Se 2 Im 5）。另见图1。")
     assert _publish(settings, sessions, study)["outbox"] == 2
     rows = _rows(sessions)
-    assert [(r.destination, r.state) for r in rows] == [("emr", "pending"), ("ris", "dead")]
+    assert [(r.destination, r.state) for r in rows] == [("emr", "pending"), ("ris", "dead")], rows[
+        0
+    ].last_error
     assert "UNICODE UTF-8" in (rows[1].last_error or "")  # Chinese text cannot go out as ASCII: said so
     _publish(settings, sessions, study)  # an unchanged re-run adds no message
     assert len(_rows(sessions)) == 2

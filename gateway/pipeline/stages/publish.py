@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from gateway.align.model import Link
 from gateway.delivery import enqueue_publication
 from gateway.errors import PermanentStageError, StageError
+from gateway.fhir.endpoint import dicomweb_endpoint
 from gateway.fhir.errors import InvalidResource
 from gateway.fhir.identifiers import identifier_systems
 from gateway.fhir.mapping import (
@@ -233,7 +234,11 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
                 session,
                 ctx.settings.delivery,
                 study_fk=study.id,
-                resources=stored(session, summary),
+                # The DICOMweb Endpoint is built when read, never stored; a receiver needs it all the same.
+                resources=[
+                    *stored(session, summary),
+                    dicomweb_endpoint(base_url(ctx.settings), ctx.settings.fhir.version),
+                ],
                 base_url=f"{base_url(ctx.settings)}/fhir",
             )
     except IntegrityError as exc:  # another publisher of the same study won the race; try again
