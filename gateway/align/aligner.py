@@ -129,6 +129,7 @@ class _Figures:
         self._views = series_views(self._instances)
         self._by_uid = {i.sop_instance_uid: i for i in instances}
         self._panels: dict[str, list[Box]] = {}
+        self._related_cache: dict[str, set[str]] = {}
         self._cache: dict[tuple[str, str | None, tuple[str, ...], bool], Resolution] = {}
 
     # -- which figure, which crop ---------------------------------------------------------------------
@@ -230,12 +231,14 @@ class _Figures:
 
     def _related(self, uid: str) -> set[str]:
         """The best match's neighbourhood (nearby slices of its series) and those slices' twins."""
-        radius = self._geometry.radius(uid, self._options.neighbourhood_mm)
-        near = self._geometry.around(uid, radius)
-        out = set(near)
-        for other in near:
-            out.update(self._geometry.twins(other))
-        return out
+        if uid not in self._related_cache:
+            radius = self._geometry.radius(uid, self._options.neighbourhood_mm)
+            near = self._geometry.around(uid, radius)
+            out = set(near)
+            for other in near:
+                out.update(self._geometry.twins(other))
+            self._related_cache[uid] = out
+        return self._related_cache[uid]
 
     def _display_window(self, candidate: Candidate) -> tuple[float, float] | None:
         """The window ``candidate`` was shown under when it matched: an alternative one, or its own."""

@@ -12,6 +12,7 @@ thinner is a slab over them (:meth:`Geometry.same_slices`).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,6 +47,9 @@ class Geometry:
         self._order: dict[str, list[str]] = {}
         self._places: dict[str, _Place] = {}
         self._spacing: dict[str, float] = {}
+        #: Per series with geometry: positions along the normal (ascending), their UIDs, the normal.
+        self._sorted: dict[str, tuple[list[float], list[str], tuple[float, float, float]]] = {}
+        self._twins: dict[str, list[str]] = {}
         for series, members in by_series.items():
             placed = self._by_position(members)
             if placed is None:
@@ -62,6 +66,7 @@ class Geometry:
             n = (float(normal[0]), float(normal[1]), float(normal[2]))
             for rank, (uid, pos) in enumerate(ordered):
                 self._places[uid] = _Place(series, rank, pos, n)
+            self._sorted[series] = (positions, [uid for uid, _ in ordered], n)
 
     @staticmethod
     def _by_position(members: list[InstanceInfo]) -> tuple[np.ndarray, list[tuple[str, float]]] | None:
@@ -138,26 +143,23 @@ class Geometry:
 
     def twins(self, uid: str) -> list[str]:
         """Instances of other series at the same place: the same slice reconstructed again."""
+        if uid in self._twins:
+            return self._twins[uid]
         place = self._places.get(uid)
-        if place is None or place.position is None or place.normal is None:
-            return []
         out: list[str] = []
-        for series, order in self._order.items():
-            if series == place.series:
-                continue
-            best: tuple[float, str] | None = None
-            for other in order:
-                op = self._places[other]
-                if op.position is None or op.normal is None:
-                    break
-                if float(np.dot(op.normal, place.normal)) < 0.999:
-                    break
-                gap = abs(op.position - place.position)
-                if best is None or gap < best[0]:
-                    best = (gap, other)
-            if best is None:
-                continue
-            tolerance = 0.5 * max(self._spacing.get(series, 0.0), self._spacing.get(place.series, 0.0), 0.1)
-            if best[0] <= tolerance:
-                out.append(best[1])
+        if place is not None and place.position is not None and place.normal is not None:
+            for series, (positions, uids, normal) in self._sorted.items():
+                if series == place.series or float(np.dot(normal, place.normal)) < 0.999:
+                    continue
+                k = bisect_left(positions, place.position)
+                near = [j for j in (k - 1, k) if 0 <= j < len(positions)]
+                if not near:
+                    continue
+                j = min(near, key=lambda j: abs(positions[j] - place.position))  # type: ignore[operator]
+                tolerance = 0.5 * max(
+                    self._spacing.get(series, 0.0), self._spacing.get(place.series, 0.0), 0.1
+                )
+                if abs(positions[j] - place.position) <= tolerance:
+                    out.append(uids[j])
+        self._twins[uid] = out
         return out
