@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.align_suite import SUITE_VERSION, generate
 from gateway.align import AlignOptions, InstanceInfo, Link, align
-from gateway.align.features import pack, reuse_or_compute, unpack
+from gateway.align.features import pack, renderer, reuse_or_compute, unpack
 from gateway.pipeline.stages.align import _decode, _full_resolution, options_from
 from gateway.reading import read_bytes
 from gateway.reading.engines import make_engine
@@ -180,11 +180,7 @@ def run_case(
             document,
             infos,
             figure_images=figure_images,
-            instance_images=lambda xs: {
-                i.sop_instance_uid: features[i.sop_instance_uid].rendering()
-                for i in xs
-                if i.sop_instance_uid in features
-            },
+            instance_images=renderer(features),
             full_resolution=_full_resolution(paths),
             options=options,
         )

@@ -14,7 +14,7 @@ arrays.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -49,6 +49,19 @@ class InstanceFeatures:
             GreyValues(self.values.astype(np.float32), self.monochrome1) if self.values is not None else None
         )
         return Rendering(self.image, values)
+
+
+def renderer(features: Mapping[str, InstanceFeatures]) -> Callable[[Iterable[Any]], dict[str, Rendering]]:
+    """The aligner's ``instance_images`` over kept features: each asked-for instance that has them."""
+
+    def render(infos: Iterable[Any]) -> dict[str, Rendering]:
+        return {
+            i.sop_instance_uid: features[i.sop_instance_uid].rendering()
+            for i in infos
+            if i.sop_instance_uid in features
+        }
+
+    return render
 
 
 def _shrink(image: npt.NDArray[Any], side: int) -> npt.NDArray[Any]:

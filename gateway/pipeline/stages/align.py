@@ -19,7 +19,7 @@ import numpy.typing as npt
 from pydicom import dcmread
 
 from gateway.align import Alignment, AlignOptions, InstanceInfo, Rendering, align
-from gateway.align.features import InstanceFeatures, reuse_or_compute, unpack
+from gateway.align.features import InstanceFeatures, renderer, reuse_or_compute, unpack
 from gateway.align.kos import kos_references
 from gateway.align.model import KOS_SOP_CLASS
 from gateway.dicom.sopclasses import ENCAPSULATED_PDF, TEXT_SR
@@ -152,11 +152,7 @@ def compute_alignment(ctx: StageContext, study: Study) -> Alignment:
         document,
         infos,
         figure_images=figure_images,
-        instance_images=lambda xs: {
-            i.sop_instance_uid: features[i.sop_instance_uid].rendering()
-            for i in xs
-            if i.sop_instance_uid in features
-        },
+        instance_images=renderer(features),
         full_resolution=_full_resolution(paths),
         kos=kos,
         draft=draft,
