@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "e2e-token-not-secret"
@@ -97,3 +101,40 @@ class Served:
         raise AssertionError(
             f"study never reached {states}; saw {seen}; log:\n{self.log.read_text()[-3000:]}"
         )
+
+
+@contextlib.contextmanager
+def serve_sample(root: Path, env_extra: dict[str, str] | None = None) -> Iterator[Served]:
+    """A ``gateway serve`` on free ports over an empty data directory under ``root``, with the sample study
+    written (not pushed) beside it; ``env_extra`` adds ``GATEWAY_*`` settings. Stopped with SIGTERM."""
+    sample_dir = root / "sample"
+    manifest = load_sample_module().build_sample_study(sample_dir)
+    data_dir = root / "data"
+    dicom_port, http_port = find_free_port(), find_free_port()
+    log = root / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(env_extra or {})
+    command = [sys.executable, "-m", "gateway", "serve", "--data-dir", str(data_dir)]
+    command += ["--dicom-port", str(dicom_port), "--http-port", str(http_port)]
+    command += ["--stable-age", "1", "--api-token", TOKEN]
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    served = Served(proc, data_dir, dicom_port, http_port, sample_dir, manifest, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{served.base}/healthz").status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.3)
+    try:
+        yield served
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(40)
+            except subprocess.TimeoutExpired:
+                proc.kill()

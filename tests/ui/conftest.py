@@ -7,15 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from harness import TOKEN, Served, find_free_port, load_sample_module
+from harness import Served, serve_sample
 
 READER = ("reader1", "correct horse battery", "Dr Reader One")
 
@@ -32,48 +30,9 @@ def ui_served(
 ) -> Iterator[Served]:
     if shutil.which("storescu") is None:
         pytest.fail("DCMTK storescu is not installed (scripts/system-deps.sh installs it)")
-    root = tmp_path_factory.mktemp("ui")
-    sample_dir = root / "sample"
-    manifest = load_sample_module().build_sample_study(sample_dir)
-    data_dir = root / "data"
-    dicom_port, http_port = find_free_port(), find_free_port()
-    log = root / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env["GATEWAY_FINDINGS__CHECKPOINT"] = str(tiny_checkpoint("cnn-lstm"))
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--dicom-port",
-                str(dicom_port),
-                "--http-port",
-                str(http_port),
-                "--stable-age",
-                "1",
-                "--api-token",
-                TOKEN,
-            ],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    served = Served(proc, data_dir, dicom_port, http_port, sample_dir, manifest, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{served.base}/healthz").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, log.read_text()
-        time.sleep(0.3)
-    try:
-        served.storescu(*sorted(sample_dir.glob("*.dcm")))
+    checkpoint = {"GATEWAY_FINDINGS__CHECKPOINT": str(tiny_checkpoint("cnn-lstm"))}
+    with serve_sample(tmp_path_factory.mktemp("ui"), checkpoint) as served:
+        served.storescu(*sorted(served.sample_dir.glob("*.dcm")))
         served.wait_state({"done", "failed"}, timeout=240)
         assert served.study()["state"] == "done", served.log.read_text()[-3000:]
         name, password, display = READER
@@ -91,19 +50,13 @@ def ui_served(
                 display,
                 "--password-stdin",
                 "--data-dir",
-                str(data_dir),
+                str(served.data_dir),
             ],
             input=password + "\n",
             text=True,
             check=True,
             capture_output=True,
             timeout=60,
-            env=env,
+            env={k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
         )
         yield served
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
