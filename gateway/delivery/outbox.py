@@ -95,6 +95,54 @@ def enqueue(
     )
 
 
+def enqueue_claimed(
+    sessions: sessionmaker[Session],
+    *,
+    destination: str,
+    kind: str,
+    message_id: str,
+    payload: dict[str, Any],
+    owner: str,
+    lease_seconds: float,
+) -> Claimed | None:
+    """Add a message already claimed by ``owner``, who tries it at once (the Storage Commitment responder
+    answers on the requesting association). Should ``owner`` die, its lease expires and a delivery worker
+    sends the message. The same message asked for again is claimed again; None while another holder's
+    lease on it is alive."""
+    now = utcnow()
+    with sessions.begin() as session:
+        enqueue(
+            session,
+            study_fk=None,
+            destination=destination,
+            kind=kind,
+            message_id=message_id,
+            payload=payload,
+            now=now,
+        )
+        row = session.scalars(
+            select(Outbox).where(Outbox.destination == destination, Outbox.message_id == message_id)
+        ).one()
+        if (
+            row.state == "sending"
+            and row.lease_owner != owner
+            and row.lease_expires_at is not None
+            and row.lease_expires_at > now
+        ):
+            return None
+        if row.state in ("sent", "dead"):
+            row.attempts = 0
+        row.payload = payload
+        row.state = "sending"
+        row.lease_owner = owner
+        row.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
+        row.attempts += 1
+        row.available_at = now
+        row.updated_at = now
+        row.last_error = None
+        return Claimed(row.id, row.destination, row.kind, message_id, payload, row.attempts)
+
+
 def claim(
     sessions: sessionmaker[Session], owner: str, settings: DeliverySettings, *, kinds: tuple[str, ...]
 ) -> Claimed | None:
