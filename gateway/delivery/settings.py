@@ -80,6 +80,9 @@ class PacsDestination(_Section):
     port: int = Field(ge=1, le=65535)
     tls: MllpTls = Field(default_factory=MllpTls)
     timeout: float = Field(default=30.0, gt=0)
+    rendition_pdf: bool = Field(
+        default=False, description="also send the report's HTML rendition as an Encapsulated PDF"
+    )
 
 
 class OrdersListener(_Section):
