@@ -85,6 +85,24 @@ class PacsDestination(_Section):
     )
 
 
+class ListenerTls(_Section):
+    """TLS for the order listener: ``cert``/``key`` are ours; ``ca`` verifies senders' certificates."""
+
+    enabled: bool = False
+    cert: Path | None = None
+    key: Path | None = None
+    ca: Path | None = None
+    require_client_cert: bool = Field(default=False, description="refuse a sender without a certificate")
+
+    @model_validator(mode="after")
+    def _complete(self) -> ListenerTls:
+        if self.enabled and (self.cert is None or self.key is None):
+            raise ValueError("orders tls: cert and key are required when enabled")
+        if self.require_client_cert and self.ca is None:
+            raise ValueError("orders tls: require_client_cert needs ca to verify senders")
+        return self
+
+
 class OrdersListener(_Section):
     """The MLLP listener for orders (ORM^O01, OMI^O23) and patient updates (ADT^A08, ADT^A40)."""
 
@@ -92,6 +110,7 @@ class OrdersListener(_Section):
     bind: str = "127.0.0.1"
     port: int = Field(default=2575, ge=0, le=65535)
     read_timeout: float = Field(default=300.0, gt=0, description="an idle connection is closed after this")
+    tls: ListenerTls = Field(default_factory=ListenerTls)
 
 
 class DeliverySettings(_Section):
