@@ -234,3 +234,36 @@ def test_orders_tls_settings_are_checked() -> None:
         OrdersListener(tls={"enabled": True})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="require_client_cert needs ca"):
         OrdersListener(tls={"enabled": True, "cert": "a", "key": "b", "require_client_cert": True})  # type: ignore[arg-type]
+
+
+def test_visit_from_the_order_and_a_later_adt(listener: Hl7Listener, sessions: sessionmaker[Session]) -> None:
+    orm = ORM.replace(
+        "ORC|NW|PL-9^RIS|FI-9^PACS",
+        "PV1|1|I|W3^12^A^HOSP||||D-1^Attending^First||||||||||||V-100\rORC|NW|PL-9^RIS|FI-9^PACS",
+    )
+    [ack] = _send(listener.port, orm)
+    assert str(ack.segment("MSA")(1)) == "AA"
+    with sessions() as session:
+        order = session.scalars(select(Order)).one()
+        assert order.visit == {
+            "patient_class": "I",
+            "location": ["W3", "12", "A", "HOSP"],
+            "attending": ["D-1", "Attending", "First"],
+            "visit_number": "V-100",
+        }
+    adt = "\r".join(
+        [
+            "MSH|^~\\&|ADT|HOSP|GATEWAY|RAD|20261201050000||ADT^A08|CTRL9|P|2.5.1",
+            "EVN|A08|20261201050000",
+            "PID|1||PAT-9^^^HOSP^MR||Invented^Person||19800101|F",
+            "PV1|1|O|CT^1^^HOSP||||D-2^Other^Second",
+        ]
+    )
+    [ack] = _send(listener.port, adt)
+    assert str(ack.segment("MSA")(1)) == "AA"
+    with sessions() as session:
+        assert session.scalars(select(Order)).one().visit == {
+            "patient_class": "O",
+            "location": ["CT", "1", "", "HOSP"],
+            "attending": ["D-2", "Other", "Second"],
+        }
