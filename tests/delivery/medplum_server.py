@@ -1,0 +1,74 @@
+"""A real FHIR server for the transaction push: Medplum's FHIR router and in-memory repository (npm
+``@medplum/fhir-router`` 5.2.13, with ``@medplum/core``'s validator), run by Node (``medplum/server.mjs``).
+
+Medplum's full server needs PostgreSQL and Redis and is not published on npm; its router is, and it is the
+code that processes batch and transaction Bundles in that server. The packages are installed with npm
+into a cache on first use (about 120 MB).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent / "medplum"
+CACHE = Path.home() / ".cache" / "gateway-tests" / "medplum-5.2.13"
+
+
+def install() -> Path:
+    """The folder with ``server.mjs`` and its node_modules (npm install on first use)."""
+    if not (CACHE / "node_modules" / "@medplum" / "fhir-router").is_dir():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        shutil.copy(HERE / "package.json", CACHE / "package.json")
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=CACHE,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+    shutil.copy(HERE / "server.mjs", CACHE / "server.mjs")
+    return CACHE
+
+
+class MedplumServer:
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    def start(self) -> MedplumServer:
+        folder = install()
+        self.proc = subprocess.Popen(
+            ["node", "--experimental-websocket", "server.mjs", "0"],
+            cwd=folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 60
+        line = self.proc.stdout.readline()  # blocks until the definitions are loaded and it listens
+        assert line.startswith("listening") and time.monotonic() < deadline, f"Medplum router: {line!r}"
+        self.port = int(line.split()[1])
+        return self
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(f"{self.base}/{path}", timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
