@@ -299,7 +299,12 @@ class Extractor:
                 nxt_start, nxt_end = clauses[i + 1], clause_end(i + 1)
                 body = text[nxt_start:nxt_end]
                 lead = len(body) - len(body.lstrip())
-                starts_with_finding = any(f.start == nxt_start + lead for f in mentions)
+                first = next((f for f in mentions if nxt_start <= f.start < nxt_end), None)
+                # "no effusion, focal consolidation or nodule": a modifier or two may come first.
+                head = text[nxt_start + lead : first.start] if first is not None else ""
+                starts_with_finding = first is not None and (
+                    len(head.split()) <= 2 if head.isascii() else len(head) <= 2
+                )
                 starts_with_or = bool(self._continuation.match(body.lstrip()))
                 states = (
                     self._existence.search(body)

@@ -323,13 +323,28 @@ def structured_resources(
             sid = by_sentence.get(id(sentence))
             if sid is not None:
                 members.setdefault(sid, []).append(_ref("Observation", obs["id"]))
+    order = {id(x): i for i, x in enumerate(sentences)}
+    # The same advice in both languages of a bilingual report is one recommendation.
+    grouped: dict[tuple[str, Any, str | None], list[tuple[Any, Recommendation]]] = {}
     for sentence, rec, _extraction in recommendations:
-        focus = [o for o in of_sentence.get(id(sentence), []) if o["valueCodeableConcept"]["coding"][0] == _PRESENCE["present"]]
-        obs = _recommendation_observation(inp, sentence, rec, focus)
+        grouped.setdefault((rec.action, rec.interval, rec.modality), []).append((sentence, rec))
+    for group in grouped.values():
+        focus: list[Resource] = []
+        for sentence, _rec in group:
+            # "Right upper lobe nodule; follow-up CT in 3 months": the advice may be a sentence of its own.
+            i = order[id(sentence)]
+            before = sentences[i - 1] if i > 0 and sentences[i - 1].paragraph == sentence.paragraph else None
+            mine = of_sentence.get(id(sentence)) or (of_sentence.get(id(before), []) if before else [])
+            focus.extend(o for o in mine if o["valueCodeableConcept"]["coding"][0] == _PRESENCE["present"])
+        focus = list({o["id"]: o for o in focus}.values())
+        first, rec = group[0]
+        text = " / ".join(dict.fromkeys(r.text for _s, r in group))
+        obs = _recommendation_observation(inp, first, replace(rec, text=text), focus)
         observations.append(obs)
-        sid = by_sentence.get(id(sentence))
-        if sid is not None:
-            members.setdefault(sid, []).append(_ref("Observation", obs["id"]))
+        for sentence, _rec in group:
+            sid = by_sentence.get(id(sentence))
+            if sid is not None:
+                members.setdefault(sid, []).append(_ref("Observation", obs["id"]))
     device = device_resource(*STRUCTURE_DEVICE, inp.version)
     provenance = _provenance(inp, observations, [device], None)
     return [device, *observations, provenance], members
