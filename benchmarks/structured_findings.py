@@ -3,8 +3,8 @@
 Not a test. Run ``python benchmarks/structured_findings.py [--seed 0] [--n 480] [--show-errors]``.
 
 The set is written by this file's own templates and vocabulary (sentence frames, site, size and cue wordings
-chosen here, not read from ``mappings/structured_findings.yaml``), deterministic by seed, plus the hand-written
-sentences of ``benchmarks/data/structured_findings_handwritten.jsonl``. Every sentence carries its gold
+chosen here, not read from ``mappings/structured_findings.yaml``), deterministic by seed, plus the
+hand-written sentences of ``benchmarks/data/structured_findings_handwritten.jsonl``. Every sentence carries its gold
 findings (kind, site, laterality, size in mm, presence, uncertainty) and its recommendation (action and
 interval). Variations: ``positive`` (site + size forms + descriptors), ``negation`` (pre, post, lists, scope
 across "，"/"but"), ``uncertain``, ``recommendation``, ``distractor`` (slice thickness, comparison dates, "no
@@ -39,7 +39,12 @@ LUNG_SITES: dict[str, tuple[str | None, list[str], list[str]]] = {
     "right_upper_lobe": (
         "right",
         ["右肺上叶", "右上叶", "右肺上叶尖段", "右肺上叶后段", "右肺上叶前段"],
-        ["right upper lobe", "RUL", "apical segment of the right upper lobe", "right upper lobe posterior segment"],
+        [
+            "right upper lobe",
+            "RUL",
+            "apical segment of the right upper lobe",
+            "right upper lobe posterior segment",
+        ],
     ),
     "right_middle_lobe": (
         "right",
@@ -49,7 +54,12 @@ LUNG_SITES: dict[str, tuple[str | None, list[str], list[str]]] = {
     "right_lower_lobe": (
         "right",
         ["右肺下叶", "右肺下叶背段", "右下肺", "右肺下叶后基底段"],
-        ["right lower lobe", "RLL", "superior segment of the right lower lobe", "right lower lobe posterior basal segment"],
+        [
+            "right lower lobe",
+            "RLL",
+            "superior segment of the right lower lobe",
+            "right lower lobe posterior basal segment",
+        ],
     ),
     "left_upper_lobe": (
         "left",
@@ -59,16 +69,30 @@ LUNG_SITES: dict[str, tuple[str | None, list[str], list[str]]] = {
     "left_lower_lobe": (
         "left",
         ["左肺下叶", "左肺下叶背段", "左下肺", "左肺下叶外基底段"],
-        ["left lower lobe", "LLL", "left lower lobe superior segment", "lateral basal segment of the left lower lobe"],
+        [
+            "left lower lobe",
+            "LLL",
+            "left lower lobe superior segment",
+            "lateral basal segment of the left lower lobe",
+        ],
     ),
     "right_lung": ("right", ["右肺"], ["right lung"]),
     "left_lung": ("left", ["左肺"], ["left lung"]),
 }
 LUNG_FINDINGS: dict[str, tuple[list[str], list[str]]] = {
-    "nodule": (["结节", "小结节", "结节影", "实性结节", "磨玻璃结节"], ["nodule", "pulmonary nodule", "solid nodule", "nodular opacity", "small nodule"]),
+    "nodule": (
+        ["结节", "小结节", "结节影", "实性结节", "磨玻璃结节"],
+        ["nodule", "pulmonary nodule", "solid nodule", "nodular opacity", "small nodule"],
+    ),
     "mass": (["肿块", "肿块影", "软组织肿块"], ["mass", "soft-tissue mass", "mass lesion"]),
-    "ground_glass_opacity": (["磨玻璃影", "磨玻璃密度影", "磨玻璃样影"], ["ground-glass opacity", "ground glass opacity", "GGO"]),
-    "consolidation": (["实变影", "片状实变"], ["consolidation", "patchy consolidation", "airspace consolidation"]),
+    "ground_glass_opacity": (
+        ["磨玻璃影", "磨玻璃密度影", "磨玻璃样影"],
+        ["ground-glass opacity", "ground glass opacity", "GGO"],
+    ),
+    "consolidation": (
+        ["实变影", "片状实变"],
+        ["consolidation", "patchy consolidation", "airspace consolidation"],
+    ),
     "atelectasis": (["肺不张", "盘状肺不张"], ["atelectasis", "subsegmental atelectasis"]),
 }
 MEASURABLE = ("nodule", "mass", "ground_glass_opacity")
@@ -135,8 +159,14 @@ class Item:
         }
 
 
-def _gold(kind: str, site: str | None, side: str | None, size: Sequence[float] | None = None,
-          presence: str = "present", uncertain: bool = False) -> dict[str, Any]:
+def _gold(
+    kind: str,
+    site: str | None,
+    side: str | None,
+    size: Sequence[float] | None = None,
+    presence: str = "present",
+    uncertain: bool = False,
+) -> dict[str, Any]:
     return {
         "finding": kind,
         "site": site,
@@ -199,7 +229,10 @@ def effusion(rng: random.Random, lang: str) -> Item:
     side = rng.choice(["right", "left", "bilateral"])
     if lang == "zh":
         amount = rng.choice(AMOUNT_ZH)
-        frames = [f"{rng.choice(SIDES_ZH[side])}{amount}胸腔积液。", f"{rng.choice(SIDES_ZH[side])}胸腔见{amount}积液。"]
+        frames = [
+            f"{rng.choice(SIDES_ZH[side])}{amount}胸腔积液。",
+            f"{rng.choice(SIDES_ZH[side])}胸腔见{amount}积液。",
+        ]
     else:
         amount = rng.choice(AMOUNT_EN)
         frames = [
@@ -265,17 +298,34 @@ def negation(rng: random.Random, lang: str) -> Item:
             kind, word = _finding(rng, lang, MEASURABLE)
             size_text, dims = _size(rng, lang)
             g = golds[0] if kinds[0] != kind else _gold(kind, DEFAULT_SITE.get(kind), None, presence="absent")
-            return Item(f"未见{words[0]}，{site}见{word}，大小约{size_text}。", lang, "negation",
-                        [g, _gold(kind, key, side, dims)])
+            return Item(
+                f"未见{words[0]}，{site}见{word}，大小约{size_text}。",
+                lang,
+                "negation",
+                [g, _gold(kind, key, side, dims)],
+            )
         if style == 4:
-            return Item("纵隔淋巴结未见肿大。", lang, "negation", [_gold("lymphadenopathy", "mediastinum", None, presence="absent")])
+            return Item(
+                "纵隔淋巴结未见肿大。",
+                lang,
+                "negation",
+                [_gold("lymphadenopathy", "mediastinum", None, presence="absent")],
+            )
         if style == 5:
             side = rng.choice(["right", "left", "bilateral"])
-            return Item(f"{rng.choice(SIDES_ZH[side])}胸腔未见积液。", lang, "negation",
-                        [_gold("pleural_effusion", "pleural_cavity", side, presence="absent")])
+            return Item(
+                f"{rng.choice(SIDES_ZH[side])}胸腔未见积液。",
+                lang,
+                "negation",
+                [_gold("pleural_effusion", "pleural_cavity", side, presence="absent")],
+            )
         key, site, side = _lung(rng, lang, lobes_only=True)
-        return Item(f"原{site}{LUNG_FINDINGS['consolidation'][0][1]}已吸收。", lang, "negation",
-                    [_gold("consolidation", key, side, presence="absent")])
+        return Item(
+            f"原{site}{LUNG_FINDINGS['consolidation'][0][1]}已吸收。",
+            lang,
+            "negation",
+            [_gold("consolidation", key, side, presence="absent")],
+        )
     if style == 0:
         return Item(f"No {words[0]}.", lang, "negation", golds[:1])
     if style == 1:
@@ -287,19 +337,29 @@ def negation(rng: random.Random, lang: str) -> Item:
         kind, word = _finding(rng, lang, MEASURABLE)
         size_text, dims = _size(rng, lang)
         g = golds[0] if kinds[0] != kind else _gold(kind, DEFAULT_SITE.get(kind), None, presence="absent")
-        frame = rng.choice([
-            f"No {words[0]}, but a {size_text} {word} is present in the {site}.",
-            f"No {words[0]}; {site} {word} measuring {size_text}.",
-        ])
+        frame = rng.choice(
+            [
+                f"No {words[0]}, but a {size_text} {word} is present in the {site}.",
+                f"No {words[0]}; {site} {word} measuring {size_text}.",
+            ]
+        )
         return Item(frame, lang, "negation", [g, _gold(kind, key, side, dims)])
     if style == 4:
-        return Item("Mediastinal lymph nodes are not enlarged.", lang, "negation",
-                    [_gold("lymphadenopathy", "mediastinum", None, presence="absent")])
+        return Item(
+            "Mediastinal lymph nodes are not enlarged.",
+            lang,
+            "negation",
+            [_gold("lymphadenopathy", "mediastinum", None, presence="absent")],
+        )
     if style == 5:
         return Item(f"{_cap(words[0])} is not seen.", lang, "negation", golds[:1])
     key, site, side = _lung(rng, lang, lobes_only=True)
-    return Item(f"The previously seen consolidation in the {site} has resolved.", lang, "negation",
-                [_gold("consolidation", key, side, presence="absent")])
+    return Item(
+        f"The previously seen consolidation in the {site} has resolved.",
+        lang,
+        "negation",
+        [_gold("consolidation", key, side, presence="absent")],
+    )
 
 
 def uncertain(rng: random.Random, lang: str) -> Item:
@@ -358,7 +418,9 @@ def recommendation(rng: random.Random, lang: str) -> Item:
     if rng.random() < 0.5:  # an impression naming the finding first
         key, site, side = _lung(rng, lang, lobes_only=True)
         kind, word = _finding(rng, lang, ("nodule", "mass", "ground_glass_opacity"))
-        text = f"{site}{word}，{text}" if lang == "zh" else f"{_cap(site)} {word}; {text[:1].lower()}{text[1:]}"
+        text = (
+            f"{site}{word}，{text}" if lang == "zh" else f"{_cap(site)} {word}; {text[:1].lower()}{text[1:]}"
+        )
         findings = [_gold(kind, key, side)]
     return Item(text, lang, "recommendation", findings, rec)
 
@@ -377,7 +439,12 @@ DISTRACTORS: list[tuple[str, str, list[dict[str, Any]], dict[str, Any] | None]] 
     ("Images were reconstructed at 1.25 mm slice thickness.", "en", [], None),
     ("The trachea is midline and the bony thorax is intact.", "en", [], None),
     ("No change in the left upper lobe nodule.", "en", [_gold("nodule", "left_upper_lobe", "left")], None),
-    ("The right lower lobe nodule is unchanged from the prior study.", "en", [_gold("nodule", "right_lower_lobe", "right")], None),
+    (
+        "The right lower lobe nodule is unchanged from the prior study.",
+        "en",
+        [_gold("nodule", "right_lower_lobe", "right")],
+        None,
+    ),
     ("Series 2 image 40 shows the apex.", "en", [], None),
 ]
 
@@ -386,7 +453,11 @@ def generate(seed: int = 0, n: int = 480) -> list[Item]:
     """``n`` sentences, half Chinese and half English, in fixed proportions of the variations."""
     rng = random.Random(seed)
     makers = [
-        (positive, 0.30), (effusion, 0.05), (lymph, 0.05), (negation, 0.25), (uncertain, 0.15),
+        (positive, 0.30),
+        (effusion, 0.05),
+        (lymph, 0.05),
+        (negation, 0.25),
+        (uncertain, 0.15),
         (recommendation, 0.15),
     ]
     items: list[Item] = []
@@ -404,9 +475,20 @@ def handwritten(path: Path = HANDWRITTEN) -> list[Item]:
         if not line.strip() or line.startswith("#"):
             continue
         row = json.loads(line)
-        findings = [_gold(f["finding"], f.get("site"), f.get("laterality"), f.get("size"),
-                          f.get("presence", "present"), bool(f.get("uncertain", False))) for f in row["findings"]]
-        out.append(Item(row["text"], row.get("lang", "zh"), "handwritten", findings, row.get("recommendation")))
+        findings = [
+            _gold(
+                f["finding"],
+                f.get("site"),
+                f.get("laterality"),
+                f.get("size"),
+                f.get("presence", "present"),
+                bool(f.get("uncertain", False)),
+            )
+            for f in row["findings"]
+        ]
+        out.append(
+            Item(row["text"], row.get("lang", "zh"), "handwritten", findings, row.get("recommendation"))
+        )
     return out
 
 
@@ -448,7 +530,9 @@ def _predicted(text: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     return findings, rec
 
 
-def _pairs(pred: list[dict[str, Any]], gold: list[dict[str, Any]]) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+def _pairs(
+    pred: list[dict[str, Any]], gold: list[dict[str, Any]]
+) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
     left = list(gold)
     out: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
     for p in pred:
@@ -486,7 +570,10 @@ def score(items: Sequence[Item]) -> tuple[dict[str, dict[str, Counts]], list[tup
                     c.predicted += pv is not None
                     c.gold += gv is not None
                     c.tp += pv is not None and pv == gv
-                for name, key, value in (("negation", "presence", "absent"), ("uncertainty", "uncertain", True)):
+                for name, key, value in (
+                    ("negation", "presence", "absent"),
+                    ("uncertainty", "uncertain", True),
+                ):
                     c = bucket[name]
                     pv = bool(p and p[key] == value)
                     gv = bool(g and g[key] == value)
@@ -508,9 +595,12 @@ def score(items: Sequence[Item]) -> tuple[dict[str, dict[str, Counts]], list[tup
                 if p[name] != g[name]:
                     wrong.add(f"{name}: {p[name]!r} ≠ {g[name]!r}")
         if (rec is None) != (item.recommendation is None) or (
-            rec is not None and item.recommendation is not None
-            and (rec["action"] != item.recommendation["action"]
-                 or not _same_interval(rec["interval"], item.recommendation.get("interval")))
+            rec is not None
+            and item.recommendation is not None
+            and (
+                rec["action"] != item.recommendation["action"]
+                or not _same_interval(rec["interval"], item.recommendation.get("interval"))
+            )
         ):
             wrong.add(f"recommendation: {rec!r} ≠ {item.recommendation!r}")
         if wrong:
@@ -519,7 +609,17 @@ def score(items: Sequence[Item]) -> tuple[dict[str, dict[str, Counts]], list[tup
 
 
 def format_table(table: dict[str, dict[str, Counts]], sizes: dict[str, int]) -> str:
-    order = ["all", "zh", "en", "positive", "negation", "uncertain", "recommendation", "distractor", "handwritten"]
+    order = [
+        "all",
+        "zh",
+        "en",
+        "positive",
+        "negation",
+        "uncertain",
+        "recommendation",
+        "distractor",
+        "handwritten",
+    ]
     head = "| set (n) | " + " | ".join(FIELDS) + " |"
     lines = [head, "|" + "---|" * (len(FIELDS) + 1)]
     for name in [o for o in order if o in table]:
@@ -540,7 +640,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     items = generate(args.seed, args.n) + handwritten()
     if args.dump:
-        args.dump.write_text("".join(json.dumps(i.as_json(), ensure_ascii=False) + "\n" for i in items), "utf-8")
+        args.dump.write_text(
+            "".join(json.dumps(i.as_json(), ensure_ascii=False) + "\n" for i in items), "utf-8"
+        )
     table, errors = score(items)
     sizes: dict[str, int] = defaultdict(int)
     for item in items:

@@ -143,9 +143,7 @@ class Extractor:
         zh_words = "|".join(map(re.escape, sorted(lx.counts.words["zh"], key=len, reverse=True)))
         self._count_zh = re.compile(rf"(?:(\d+|{zh_words})\s*(?:{classifiers})?|({zh_words}))\s*\S{{0,4}}$")
         en_words = "|".join(map(re.escape, sorted(lx.counts.words["en"], key=len, reverse=True)))
-        self._count_en = re.compile(
-            rf"(?<![a-z0-9.])(\d+|{en_words})(?![a-z0-9])(?:\s+[a-z-]+){{0,3}}\s*$"
-        )
+        self._count_en = re.compile(rf"(?<![a-z0-9.])(\d+|{en_words})(?![a-z0-9])(?:\s+[a-z-]+){{0,3}}\s*$")
         r = lx.recommendations
         self._rec_actions = [(k, _alternation(v.all())) for k, v in r.actions.items()]
         self._advice = _alternation(r.advice.all())
@@ -181,10 +179,7 @@ class Extractor:
         window = text[max(lower_bound, start - 24) : start]
         best: tuple[int, Side] | None = None
         for word, side in self._side_words:
-            if word.isascii():
-                pattern = rf"(?<![a-z])({re.escape(word)})(?![a-z])"
-            else:
-                pattern = re.escape(word)
+            pattern = rf"(?<![a-z])({re.escape(word)})(?![a-z])" if word.isascii() else re.escape(word)
             for m in re.finditer(pattern, window):
                 gap = window[m.end() :]
                 too_far = len(gap.split()) > 3 if word.isascii() else len(gap) > 4
@@ -384,11 +379,7 @@ class Extractor:
             return "any" in regions or self.lexicon.sites[site.key].region in regions
 
         clause = bisect_right(clauses, mention.start) - 1
-        same = [
-            (s, site)
-            for s, site in sites
-            if bisect_right(clauses, s.start) - 1 == clause and fits(site)
-        ]
+        same = [(s, site) for s, site in sites if bisect_right(clauses, s.start) - 1 == clause and fits(site)]
         if same:
 
             def distance(item: tuple[_Span, Site]) -> tuple[int, int]:

@@ -42,21 +42,18 @@ def test_emr_finds_the_nodule_coded_measured_and_linked(served) -> None:
     )
     patient = imaging["subject"]["reference"]
 
-    nodules = (
-        client.resources("Observation").search(patient=patient, code=f"{SNOMED}|786838002").fetch_all()
-    )
+    nodules = client.resources("Observation").search(patient=patient, code=f"{SNOMED}|786838002").fetch_all()
     present = [
-        o for o in nodules if o["valueCodeableConcept"]["coding"][0] == {
-            "system": SNOMED, "code": "52101004", "display": "Present"
-        }
+        o
+        for o in nodules
+        if o["valueCodeableConcept"]["coding"][0]
+        == {"system": SNOMED, "code": "52101004", "display": "Present"}
     ]
     measured = [o for o in present if o.get("component")]
     assert len(measured) == 1, [o.get("bodySite") for o in nodules]
     nodule = measured[0]
     assert nodule["status"] == "preliminary"  # machine-extracted, not reviewed
-    sizes = [
-        c["valueQuantity"] for c in nodule["component"] if "valueQuantity" in c
-    ]
+    sizes = [c["valueQuantity"] for c in nodule["component"] if "valueQuantity" in c]
     assert [(q["value"], q["code"], q["system"]) for q in sizes] == [
         (14.0, "mm", "http://unitsofmeasure.org"),
         (11.0, "mm", "http://unitsofmeasure.org"),
@@ -67,7 +64,8 @@ def test_emr_finds_the_nodule_coded_measured_and_linked(served) -> None:
 
     # The report leads to it: result → the sentence Observation → hasMember.
     [report] = [
-        r for r in client.resources("DiagnosticReport").search(patient=patient).fetch_all()
+        r
+        for r in client.resources("DiagnosticReport").search(patient=patient).fetch_all()
         if r["status"] == "final"
     ]
     members = set()
@@ -77,16 +75,12 @@ def test_emr_finds_the_nodule_coded_measured_and_linked(served) -> None:
     assert f"Observation/{nodule['id']}" in members
 
     # The mediastinal lymph nodes are stated absent; the impression's recommendation carries its interval.
-    absent = (
-        client.resources("Observation").search(patient=patient, code=f"{SNOMED}|30746006").fetch_all()
-    )
+    absent = client.resources("Observation").search(patient=patient, code=f"{SNOMED}|30746006").fetch_all()
     assert absent and all(o["valueCodeableConcept"]["coding"][0]["code"] == "2667000" for o in absent)
     recommendations = (
         client.resources("Observation").search(patient=patient, code="http://loinc.org|18783-1").fetch_all()
     )
-    intervals = [
-        c["valueQuantity"] for r in recommendations for c in r["component"] if "valueQuantity" in c
-    ]
+    intervals = [c["valueQuantity"] for r in recommendations for c in r["component"] if "valueQuantity" in c]
     assert [(q["value"], q["code"]) for q in intervals] == [(3.0, "mo")]
     # One recommendation for the Chinese and the English advice, about the nodule.
     [recommendation] = recommendations

@@ -79,9 +79,7 @@ def test_absent_and_uncertain_findings(published: tuple[str, list[dict[str, Any]
     [nodes] = _coded(resources, "30746006")
     assert nodes["valueCodeableConcept"]["coding"][0]["code"] == "2667000"  # absent
     assert "interpretation" not in nodes
-    hedged = [
-        r for r in resources if r["resourceType"] == "Observation" and r.get("interpretation")
-    ]
+    hedged = [r for r in resources if r["resourceType"] == "Observation" and r.get("interpretation")]
     assert [h["code"]["text"] for h in hedged] == ["Lesion"]
     assert hedged[0]["interpretation"][0]["coding"][0]["code"] == "E"
 
@@ -90,7 +88,11 @@ def test_recommendation_and_report_links(published: tuple[str, list[dict[str, An
     _, resources = published
     [rec] = _coded(resources, "18783-1")
     interval = next(c for c in rec["component"] if "valueQuantity" in c)["valueQuantity"]
-    assert (interval["value"], interval["code"], interval["system"]) == (3.0, "mo", "http://unitsofmeasure.org")
+    assert (interval["value"], interval["code"], interval["system"]) == (
+        3.0,
+        "mo",
+        "http://unitsofmeasure.org",
+    )
     [report] = [r for r in resources if r["resourceType"] == "DiagnosticReport"]
     results = {r["reference"] for r in report["result"]}
     [nodule] = _coded(resources, "786838002")
@@ -104,8 +106,9 @@ def test_recommendation_and_report_links(published: tuple[str, list[dict[str, An
     }
     assert {f"Observation/{nodule['id']}", f"Observation/{rec['id']}"} <= members
     provenance = [
-        p for p in resources if p["resourceType"] == "Provenance"
-        and {"reference": f"Observation/{nodule['id']}"} in p["target"]
+        p
+        for p in resources
+        if p["resourceType"] == "Provenance" and {"reference": f"Observation/{nodule['id']}"} in p["target"]
     ]
     assert len(provenance) == 1
 

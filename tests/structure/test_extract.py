@@ -55,7 +55,10 @@ def test_site_laterality_and_segment() -> None:
     en = _one("A nodule in the apical segment of the right upper lobe.")
     assert en.site is not None and (en.site.key, en.site.segment) == ("right_upper_lobe", "apical segment")
     effusion = _one("双侧少量胸腔积液。")
-    assert effusion.site is not None and (effusion.site.key, effusion.laterality) == ("pleural_cavity", "bilateral")
+    assert effusion.site is not None and (effusion.site.key, effusion.laterality) == (
+        "pleural_cavity",
+        "bilateral",
+    )
     hilar = _one("Left hilar lymphadenopathy.")
     assert hilar.site is not None and (hilar.site.key, hilar.laterality) == ("hilum", "left")
 
@@ -65,7 +68,9 @@ def test_negation_scope_ends_at_the_clause() -> None:
     assert found["lymphadenopathy"].presence == "absent"
     assert found["nodule"].presence == "present"
     assert found["nodule"].site is not None and found["nodule"].site.key == "right_lung"
-    found = {f.kind: f for f in extract("No pleural effusion, but a 5 mm nodule is seen in the RUL.").findings}
+    found = {
+        f.kind: f for f in extract("No pleural effusion, but a 5 mm nodule is seen in the RUL.").findings
+    }
     assert (found["pleural_effusion"].presence, found["nodule"].presence) == ("absent", "present")
 
 

@@ -13,13 +13,15 @@ and "The nodule measures 14 mm x 11 mm" are one nodule). Each lesion becomes one
 - ``component``: one per dimension, ``valueQuantity`` in UCUM ``mm`` (cm converted): SNOMED CT 81827009
   Diameter for one, 103339001 Long axis / 103340004 Short axis (then a third axis) for more; the count and
   the descriptors as further components;
-- ``derivedFrom``: the images the aligner linked to any of its sentences (Media in R4, ImagingSelection in R5);
+- ``derivedFrom``: the images the aligner linked to any of its sentences (Media in R4, ImagingSelection
+  in R5);
 - ``basedOn``, ``subject``, ``effectiveDateTime`` as the sentence Observations; status ``preliminary`` with a
   note, because no reader has approved the extraction (the sentence itself may be final).
 
 The sentence Observation names them in ``hasMember``; they are not added to ``DiagnosticReport.result``,
 whose entries HL7 ORU and the PACS SR read as the report's sentences. The follow-up recommendation is its
-own Observation (LOINC 18783-1) with the interval as a UCUM quantity, ``focus`` on the lesions of its sentence.
+own Observation (LOINC 18783-1) with the interval as a UCUM quantity, ``focus`` on the lesions of its
+sentence.
 """
 
 from __future__ import annotations
@@ -54,7 +56,11 @@ _AXES = (
     {"system": SNOMED, "code": "103339001", "display": "Long axis"},
     {"system": SNOMED, "code": "103340004", "display": "Short axis"},
 )
-_RECOMMENDATION = {"system": LOINC, "code": "18783-1", "display": "Radiology Study recommendation (narrative)"}
+_RECOMMENDATION = {
+    "system": LOINC,
+    "code": "18783-1",
+    "display": "Radiology Study recommendation (narrative)",
+}
 #: Generic sites a more specific one of the same side refines ("右肺" then "右肺上叶").
 _GENERIC_SITES = frozenset({"lungs", "right_lung", "left_lung", "lung_zone"})
 
@@ -226,8 +232,15 @@ def _common(inp: PublishInput, oid: str, code: dict[str, Any]) -> Resource:
 def _lesion_observation(inp: PublishInput, lesion: Lesion, n: int) -> Resource:
     f = lesion.finding
     first = lesion.sentences[0]
-    oid = ids.stable_id("Observation", inp.study.study_instance_uid, "finding", str(first.paragraph),
-                        str(first.index), f.kind, str(n))
+    oid = ids.stable_id(
+        "Observation",
+        inp.study.study_instance_uid,
+        "finding",
+        str(first.paragraph),
+        str(first.index),
+        f.kind,
+        str(n),
+    )
     code: dict[str, Any] = {"text": f.display}
     if f.code:
         code = {"coding": [{"system": SNOMED, "code": f.code, "display": f.display}], "text": f.display}
@@ -272,7 +285,11 @@ def _recommendation_observation(
     inp: PublishInput, sentence: Any, rec: Recommendation, focus: Sequence[Resource]
 ) -> Resource:
     oid = ids.stable_id(
-        "Observation", inp.study.study_instance_uid, "recommendation", str(sentence.paragraph), str(sentence.index)
+        "Observation",
+        inp.study.study_instance_uid,
+        "recommendation",
+        str(sentence.paragraph),
+        str(sentence.index),
     )
     res = _common(inp, oid, {"coding": [_RECOMMENDATION], "text": "Follow-up recommendation"})
     if focus:
