@@ -229,13 +229,13 @@ def _common(inp: PublishInput, oid: str, code: dict[str, Any]) -> Resource:
     return res
 
 
-def _lesion_observation(inp: PublishInput, lesion: Lesion, n: int) -> Resource:
+def _lesion_observation(inp: PublishInput, lesion: Lesion, n: int, source: str) -> Resource:
     f = lesion.finding
     first = lesion.sentences[0]
     oid = ids.stable_id(
         "Observation",
         inp.study.study_instance_uid,
-        "finding",
+        f"{source}-finding",
         str(first.paragraph),
         str(first.index),
         f.kind,
@@ -282,12 +282,12 @@ def _lesion_observation(inp: PublishInput, lesion: Lesion, n: int) -> Resource:
 
 
 def _recommendation_observation(
-    inp: PublishInput, sentence: Any, rec: Recommendation, focus: Sequence[Resource]
+    inp: PublishInput, sentence: Any, rec: Recommendation, focus: Sequence[Resource], source: str
 ) -> Resource:
     oid = ids.stable_id(
         "Observation",
         inp.study.study_instance_uid,
-        "recommendation",
+        f"{source}-recommendation",
         str(sentence.paragraph),
         str(sentence.index),
     )
@@ -318,12 +318,16 @@ def _recommendation_observation(
 
 
 def structured_resources(
-    inp: PublishInput, sentences: Sequence[Any], sentence_observations: Sequence[Resource]
+    inp: PublishInput,
+    sentences: Sequence[Any],
+    sentence_observations: Sequence[Resource],
+    source: str = "report",
 ) -> tuple[list[Resource], dict[str, list[dict[str, str]]]]:
     """The coded Observations of the report's finding sentences (with their Device and Provenance, in
     dependency order), and for each sentence Observation id the ``hasMember`` references it should carry.
 
     ``sentences`` and ``sentence_observations`` are parallel: the i-th Observation is the i-th sentence's.
+    ``source`` ("report" or "draft") keeps the ids of a drafted report's findings apart from the read one's.
     """
     found, recommendations = lesions(sentences)
     if not found and not recommendations:
@@ -333,7 +337,7 @@ def structured_resources(
     members: dict[str, list[dict[str, str]]] = {}
     of_sentence: dict[int, list[Resource]] = {}
     for n, lesion in enumerate(found):
-        obs = _lesion_observation(inp, lesion, n)
+        obs = _lesion_observation(inp, lesion, n, source)
         observations.append(obs)
         for sentence in lesion.sentences:
             of_sentence.setdefault(id(sentence), []).append(obs)
@@ -356,7 +360,7 @@ def structured_resources(
         focus = list({o["id"]: o for o in focus}.values())
         first, rec = group[0]
         text = " / ".join(dict.fromkeys(r.text for _s, r in group))
-        obs = _recommendation_observation(inp, first, replace(rec, text=text), focus)
+        obs = _recommendation_observation(inp, first, replace(rec, text=text), focus, source)
         observations.append(obs)
         for sentence, _rec in group:
             sid = by_sentence.get(id(sentence))
