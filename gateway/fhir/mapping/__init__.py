@@ -125,10 +125,10 @@ def build_resources(inp: PublishInput) -> list[Resource]:
             for x in findings
         ]
         # Coded findings (gateway.structure): named by their sentence's hasMember, not by report.result.
-        structured, members = structured_resources(inp, findings, observations)
+        structured = structured_resources(inp, findings, observations)
         for o in observations:
-            if o["id"] in members:
-                o["hasMember"] = members[o["id"]]
+            if o["id"] in structured.members:
+                o["hasMember"] = structured.members[o["id"]]
         if observations:
             report["result"] = [_ref("Observation", o["id"]) for o in observations]
         if inp.version == "R4":
@@ -166,9 +166,20 @@ def build_resources(inp: PublishInput) -> list[Resource]:
         if practitioners:
             report["resultsInterpreter"] = [_ref("Practitioner", p["id"]) for p in practitioners]
         out.extend(
-            [organization, *practitioners, ocr, aligner, *images.values(), *structured, *observations, report]
+            [
+                organization,
+                *practitioners,
+                ocr,
+                aligner,
+                *images.values(),
+                *structured.resources,
+                *observations,
+                report,
+            ]
         )
         out.append(_provenance(inp, [report, *observations, *images.values()], [ocr, aligner], pdf_id))
+        if structured.provenance is not None:
+            out.append(structured.provenance)
 
     drafted = [link for link in inp.links if link.source == "draft"]
     if inp.draft and inp.draft.get("sentences"):

@@ -39,7 +39,7 @@ from gateway.fhir.mapping.imaging import _image_target, _link_display
 from gateway.fhir.mapping.inputs import PublishInput, Resource
 from gateway.structure import Extraction, Finding, Recommendation, Site, Size, default_lexicon, extract
 
-__all__ = ["STRUCTURE_DEVICE", "Lesion", "lesions", "structured_resources"]
+__all__ = ["STRUCTURE_DEVICE", "Lesion", "Structured", "lesions", "structured_resources"]
 
 STRUCTURE_DEVICE = ("gateway-structure", __version__)
 SNOMED = "http://snomed.info/sct"
@@ -317,21 +317,33 @@ def _recommendation_observation(
     return res
 
 
+@dataclass
+class Structured:
+    """What :func:`structured_resources` adds to a publication."""
+
+    #: The Device and the coded Observations, in dependency order (they reference only images and Patient).
+    resources: list[Resource] = field(default_factory=list)
+    #: Their Provenance; it goes after the report's own, which consumers read first (the PACS SR observer).
+    provenance: Resource | None = None
+    #: Sentence Observation id → the ``hasMember`` references it should carry.
+    members: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+
+
 def structured_resources(
     inp: PublishInput,
     sentences: Sequence[Any],
     sentence_observations: Sequence[Resource],
     source: str = "report",
-) -> tuple[list[Resource], dict[str, list[dict[str, str]]]]:
-    """The coded Observations of the report's finding sentences (with their Device and Provenance, in
-    dependency order), and for each sentence Observation id the ``hasMember`` references it should carry.
+) -> Structured:
+    """The coded Observations of the report's finding sentences, their Device and Provenance, and the
+    ``hasMember`` references of the sentence Observations.
 
     ``sentences`` and ``sentence_observations`` are parallel: the i-th Observation is the i-th sentence's.
     ``source`` ("report" or "draft") keeps the ids of a drafted report's findings apart from the read one's.
     """
     found, recommendations = lesions(sentences)
     if not found and not recommendations:
-        return [], {}
+        return Structured()
     by_sentence = {id(s): o["id"] for s, o in zip(sentences, sentence_observations, strict=True)}
     observations: list[Resource] = []
     members: dict[str, list[dict[str, str]]] = {}
@@ -367,5 +379,4 @@ def structured_resources(
             if sid is not None:
                 members.setdefault(sid, []).append(_ref("Observation", obs["id"]))
     device = device_resource(*STRUCTURE_DEVICE, inp.version)
-    provenance = _provenance(inp, observations, [device], None)
-    return [device, *observations, provenance], members
+    return Structured([device, *observations], _provenance(inp, observations, [device], None), members)
