@@ -178,7 +178,8 @@ def _quantity(value: float, unit: str) -> dict[str, Any]:
 
 
 def _size_components(size: Size) -> list[dict[str, Any]]:
-    dims = size.dims_mm
+    # Long axis first, whatever order the reader wrote them in ("9 × 12 mm").
+    dims = tuple(sorted(size.dims_mm, reverse=True))
     codes: list[dict[str, Any]]
     if len(dims) == 1:
         codes = [{"coding": [_DIAMETER], "text": "Diameter"}]
