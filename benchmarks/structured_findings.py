@@ -2,13 +2,13 @@
 
 Not a test. Run ``python benchmarks/structured_findings.py [--seed 0] [--n 480] [--show-errors]``.
 
-The set is written by this file's own templates and vocabulary (sentence frames, site, size and cue wordings
-chosen here, not read from ``mappings/structured_findings.yaml``), deterministic by seed, plus the
-hand-written sentences of ``benchmarks/data/structured_findings_handwritten.jsonl``. Every sentence carries its gold
-findings (kind, site, laterality, size in mm, presence, uncertainty) and its recommendation (action and
-interval). Variations: ``positive`` (site + size forms + descriptors), ``negation`` (pre, post, lists, scope
-across "，"/"but"), ``uncertain``, ``recommendation``, ``distractor`` (slice thickness, comparison dates, "no
-change", normal statements, image numbers) and ``handwritten``.
+The set is written by this file's own templates and vocabulary (sentence frames, site, size and cue
+wordings chosen here, not read from ``mappings/structured_findings.yaml``), deterministic by seed, plus the
+hand-written sentences of ``benchmarks/data/structured_findings_handwritten.jsonl``. Every sentence carries
+its gold findings (kind, site, laterality, size in mm, presence, uncertainty) and its recommendation
+(action and interval). Variations: ``positive`` (site + size forms + descriptors), ``negation`` (pre, post,
+lists, scope across "，"/"but"), ``uncertain``, ``recommendation``, ``distractor`` (slice thickness,
+comparison dates, "no change", normal statements, image numbers) and ``handwritten``.
 
 Scoring, per sentence: predicted and gold findings are paired by kind in order. *finding*: P/R of kinds.
 *site*, *laterality*, *size*: a predicted value is right when its pair's gold value equals it; P over
