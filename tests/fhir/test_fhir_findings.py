@@ -29,7 +29,7 @@ def _coded(resources: list[dict[str, Any]], code: str) -> list[dict[str, Any]]:
 @pytest.fixture(params=["R4", "R5"])
 def published(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
     version = request.param
-    return version, build_resources(publish_input(document(TEXT), version=version))
+    return version, build_resources(publish_input(document(TEXT), version=version, structured_findings=True))
 
 
 def test_every_structured_resource_validates(published: tuple[str, list[dict[str, Any]]]) -> None:
@@ -125,7 +125,7 @@ def test_referenced_resources_come_first(published: tuple[str, list[dict[str, An
 
 def test_bilingual_mentions_merge_but_different_sizes_do_not() -> None:
     text = "右肺上叶结节，约8mm。The right upper lobe nodule measures 8 mm. 右肺上叶另见一结节，约15mm。"
-    resources = build_resources(publish_input(document(text)))
+    resources = build_resources(publish_input(document(text), structured_findings=True))
     sizes = sorted(
         tuple(c["valueQuantity"]["value"] for c in o["component"] if "valueQuantity" in c)
         for o in _coded(resources, "786838002")

@@ -18,13 +18,6 @@ def _by_type(resources: list[dict[str, Any]], rtype: str) -> list[dict[str, Any]
     return [r for r in resources if r["resourceType"] == rtype]
 
 
-def _sentence_observations(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The Observations a DiagnosticReport names in ``result`` (one per sentence), without the coded findings
-    extracted from them (tests/fhir/test_fhir_findings.py)."""
-    results = {r["reference"] for d in _by_type(resources, "DiagnosticReport") for r in d.get("result", [])}
-    return [o for o in _by_type(resources, "Observation") if f"Observation/{o['id']}" in results]
-
-
 DRAFT = {
     "model_name": "cxr-draft",
     "model_version": "0.3",
@@ -65,7 +58,7 @@ def test_every_resource_validates(version: str) -> None:
     assert ("Media" if version == "R4" else "ImagingSelection") in types
     reports = {r["status"]: r for r in _by_type(resources, "DiagnosticReport")}
     assert set(reports) == {"final", "preliminary"}
-    draft_obs = [o for o in _sentence_observations(resources) if o["status"] == "preliminary"]
+    draft_obs = [o for o in _by_type(resources, "Observation") if o["status"] == "preliminary"]
     assert [o["valueString"] for o in draft_obs] == [DRAFT["sentences"][0]["text"]]
     provenance_targets = {t["reference"] for p in _by_type(resources, "Provenance") for t in p["target"]}
     assert f"DiagnosticReport/{reports['preliminary']['id']}" in provenance_targets
@@ -79,7 +72,7 @@ def test_report_links_sentence_to_instance_media() -> None:
     assert report["status"] == "final"
     assert report["code"]["coding"][0]["code"] == "18748-4"
     assert {c["coding"][0]["code"] for c in report["category"]} == {"LP29684-5", "RAD"}
-    observations = {o["id"]: o for o in _sentence_observations(resources)}
+    observations = {o["id"]: o for o in _by_type(resources, "Observation")}
     assert [r["reference"].split("/")[1] for r in report["result"]] == list(observations)
     linked = [o for o in observations.values() if "derivedFrom" in o]
     assert [o["valueString"] for o in linked] == ["右肺上叶见结节（Se 2 Im 5）。"]
@@ -136,7 +129,7 @@ def test_only_finding_sentences_become_observations() -> None:
         {**base, "index": 4, "text": "Comparison: none.", "section": "comparison", "figure_refs": []},
     ]
     resources = build_resources(publish_input(doc))
-    texts = [r["valueString"] for r in _sentence_observations(resources)]
+    texts = [r["valueString"] for r in resources if r["resourceType"] == "Observation"]
     assert texts == ["右肺上叶见结节（Se 2 Im 5）。", "余未见异常。"]
     report = next(
         r for r in resources if r["resourceType"] == "DiagnosticReport" and r["status"] != "preliminary"

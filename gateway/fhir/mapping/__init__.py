@@ -36,7 +36,7 @@ from gateway.fhir.mapping.common import (
     dicom_datetime,
     image_url,
 )
-from gateway.fhir.mapping.findings import structured_resources
+from gateway.fhir.mapping.findings import Structured, structured_resources
 from gateway.fhir.mapping.imaging import (
     _image_target,
     image_resource,
@@ -125,7 +125,9 @@ def build_resources(inp: PublishInput) -> list[Resource]:
             for x in findings
         ]
         # Coded findings (gateway.structure): named by their sentence's hasMember, not by report.result.
-        structured = structured_resources(inp, findings, observations)
+        structured = (
+            structured_resources(inp, findings, observations) if inp.structured_findings else Structured()
+        )
         for o in observations:
             if o["id"] in structured.members:
                 o["hasMember"] = structured.members[o["id"]]
