@@ -141,7 +141,10 @@ class Extractor:
         self._count_words = words
         classifiers = "|".join(map(re.escape, lx.counts.classifiers))
         zh_words = "|".join(map(re.escape, sorted(lx.counts.words["zh"], key=len, reverse=True)))
-        self._count_zh = re.compile(rf"(?:(\d+|{zh_words})\s*(?:{classifiers})?|({zh_words}))\s*\S{{0,4}}$")
+        # A digit counts only with a classifier ("3枚"): "12mm结节" is a size, not twelve nodules.
+        self._count_zh = re.compile(
+            rf"(?:(\d+)\s*(?:{classifiers})|({zh_words})\s*(?:{classifiers})?)\S{{0,4}}$"
+        )
         en_words = "|".join(map(re.escape, sorted(lx.counts.words["en"], key=len, reverse=True)))
         self._count_en = re.compile(rf"(?<![a-z0-9.])(\d+|{en_words})(?![a-z0-9])(?:\s+[a-z-]+){{0,3}}\s*$")
         r = lx.recommendations
@@ -248,13 +251,13 @@ class Extractor:
         return out
 
     def _count(self, text: str, clause_start: int, start: int) -> int | None:
-        before = text[clause_start:start]
+        # Sizes are not counts: "a 12 mm nodule" is one nodule, "12mm结节" none counted.
+        before = self._size.sub(
+            lambda m: " " if any(m.groups()[2::2]) else m.group(0), text[clause_start:start]
+        )
         m = self._count_en.search(before.rstrip())
         if m:
             word = m.group(1)
-            tail = before.rstrip()[m.end(1) :]
-            if word.isdigit() and re.match(r"\s*(?:mm|cm)\b", tail):
-                return None
             return int(word) if word.isdigit() else self._count_words.get(word)
         m = self._count_zh.search(before)
         if m:

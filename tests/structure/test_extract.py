@@ -106,6 +106,9 @@ def test_descriptors_and_count() -> None:
     assert f.count == 2
     assert set(f.descriptors) == {"spiculated", "not_calcified"}
     assert _one("Multiple small nodules in both lungs.").count == -1
+    assert _one("右肺上叶见3枚结节。").count == 3
+    assert _one("右肺上叶见12mm结节。").count is None
+    assert _one("A 12 mm nodule in the right upper lobe.").count == 1
 
 
 @pytest.mark.parametrize(
