@@ -37,6 +37,9 @@ __all__ = ["Extractor", "extract", "extractor", "normalise"]
 _NUM = r"\d+(?:\.\d+)?"
 _SEP = r"\s*(?:[x×*]|by)\s*"
 _BLANK = "\x00"
+#: A report sentence is short; a longer one (a paragraph the splitter could not cut, or hostile input) is read
+#: up to here only, so that extraction stays fast.
+MAX_CHARS = 2000
 
 
 def normalise(text: str) -> str:
@@ -270,6 +273,7 @@ class Extractor:
     # -- the sentence -----------------------------------------------------------------------------------
 
     def extract(self, sentence: str) -> Extraction:
+        sentence = sentence[:MAX_CHARS]
         text = normalise(sentence)
         clauses = self._clauses(text)
 

@@ -134,6 +134,15 @@ def test_comparisons_are_not_recommendations() -> None:
     assert extract("复查示右肺上叶结节较前缩小。").recommendation is None
 
 
+def test_long_input_is_read_up_to_a_limit_and_stays_fast() -> None:
+    import time
+
+    started = time.perf_counter()
+    found = extract("右肺上叶结节，" * 5000).findings
+    assert time.perf_counter() - started < 5.0
+    assert 0 < len(found) <= 2000 // len("右肺上叶结节，") + 1
+
+
 def test_normalise_keeps_offsets() -> None:
     text = "右肺结节（１２ｍｍ），ＲＵＬ"
     assert len(normalise(text)) == len(text)
