@@ -36,6 +36,7 @@ from gateway.fhir.mapping.common import (
     dicom_datetime,
     image_url,
 )
+from gateway.fhir.mapping.findings import Structured, structured_resources
 from gateway.fhir.mapping.imaging import (
     _image_target,
     image_resource,
@@ -123,6 +124,13 @@ def build_resources(inp: PublishInput) -> list[Resource]:
             )
             for x in findings
         ]
+        # Coded findings (gateway.structure): named by their sentence's hasMember, not by report.result.
+        structured = (
+            structured_resources(inp, findings, observations) if inp.structured_findings else Structured()
+        )
+        for o in observations:
+            if o["id"] in structured.members:
+                o["hasMember"] = structured.members[o["id"]]
         if observations:
             report["result"] = [_ref("Observation", o["id"]) for o in observations]
         if inp.version == "R4":
@@ -159,8 +167,21 @@ def build_resources(inp: PublishInput) -> list[Resource]:
         report["performer"] = [_ref("Organization", organization["id"], organization["name"])]
         if practitioners:
             report["resultsInterpreter"] = [_ref("Practitioner", p["id"]) for p in practitioners]
-        out.extend([organization, *practitioners, ocr, aligner, *images.values(), *observations, report])
+        out.extend(
+            [
+                organization,
+                *practitioners,
+                ocr,
+                aligner,
+                *images.values(),
+                *structured.resources,
+                *observations,
+                report,
+            ]
+        )
         out.append(_provenance(inp, [report, *observations, *images.values()], [ocr, aligner], pdf_id))
+        if structured.provenance is not None:
+            out.append(structured.provenance)
 
     drafted = [link for link in inp.links if link.source == "draft"]
     if inp.draft and inp.draft.get("sentences"):

@@ -81,3 +81,5 @@ class PublishInput:
     signoff: SignOff = field(default_factory=SignOff)
     #: The performing organization when the report names none.
     organization: str = "Radiology"
+    #: Coded finding Observations from the sentences (gateway/fhir/mapping/findings.py).
+    structured_findings: bool = True

@@ -171,6 +171,7 @@ def publish_input(ctx: StageContext, study: Study) -> PublishInput:
         pdf=pdf,
         timezone=ctx.settings.fhir.timezone,
         version=ctx.settings.fhir.version,
+        structured_findings=ctx.settings.fhir.structured_findings,
     )
 
 
