@@ -216,3 +216,45 @@ def test_forms_need_login_and_csrf(ui_served: Any, browser: Any, reader: tuple[s
     page.click("#lang")
     assert page.locator("h1").inner_text().startswith("Worklist")
     context.close()
+
+
+def test_report_html_rendition_images_open_in_a_browser_without_a_token(ui_served: Any, browser: Any) -> None:
+    """The IMR HTML rendition as an EMR shows it: its ``<img>`` thumbnails and ``<a>`` links are signed
+    WADO-RS URLs built when the report is read, so they load with no Authorization header."""
+    import base64
+    import time
+    from urllib.parse import urlsplit
+
+    from gateway.auth.links import LinkSigner
+
+    served = ui_served
+    uid = served.manifest["study_instance_uid"]
+    report = _fhir(served, f"DiagnosticReport/{ids.report_id(uid)}")
+    form = next(f for f in report["presentedForm"] if f["contentType"] == "text/html")
+    html = base64.b64decode(form["data"]).decode("utf-8")
+    assert f'src="{served.base}/dicomweb/studies/{uid}/' in html
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_content(html)
+    images = page.locator("img.imr-thumbnail")
+    assert images.count() >= 2
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('img.imr-thumbnail')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+    src = images.first.get_attribute("src") or ""
+    href = page.locator("a[data-imr-ref]").first.get_attribute("href") or ""
+    assert "sig=" in src and "sig=" in href and "/rendered?" in href
+    opened = page.request.get(href)  # the link itself, as a click would open it
+    assert opened.status == 200 and opened.headers["content-type"].startswith("image/")
+    context.close()
+
+    # Unsigned, expired, or signed for another path: 401.
+    path, _, query = src.partition("?")
+    assert httpx.get(path).status_code == 401
+    signer = LinkSigner(served.token, 60)
+    local = urlsplit(path).path
+    assert httpx.get(served.base + signer.sign(local, "emr", now=time.time() - 3600)).status_code == 401
+    other = local.replace("/thumbnail", "/rendered")
+    assert httpx.get(f"{served.base}{other}?{query}").status_code == 401
+    assert httpx.get(src).status_code == 200
