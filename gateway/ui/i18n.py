@@ -74,6 +74,13 @@ TEXT: dict[str, tuple[str, str]] = {
     "back": ("Back to worklist", "返回工作列表"),
     "instances": ("Instances", "实例"),
     "role": ("Role", "角色"),
+    "save_draft": ("Save without approving", "保存（暂不批准）"),
+    "saved_by": ("Edited, not yet approved, by", "已编辑（未批准），编辑人"),
+    "withdraw": ("Withdraw approval", "撤销批准"),
+    "withdrawn_by": ("Approval withdrawn by", "批准已撤销，撤销人"),
+    "nothing_to_withdraw": ("There is no approval to withdraw.", "没有可撤销的批准。"),
+    "add_link": ("Add a link", "添加链接"),
+    "no_link": ("no image linked", "未链接图像"),
 }
 
 

@@ -414,7 +414,11 @@ class Ui:
             accounts.audit(
                 session,
                 user,
-                "link-remove" if new_sop is None else "link-correct",
+                "link-remove"
+                if new_sop is None
+                else "link-add"
+                if form.get("action") == "add"
+                else "link-correct",
                 study.id,
                 {
                     "paragraph": paragraph,
@@ -432,7 +436,7 @@ class Ui:
         self.check_csrf(form, user)
         uid = request.path_params["uid"]
         action = form.get("action", "")
-        if action not in ("approve", "reject"):
+        if action not in ("approve", "reject", "save", "withdraw"):
             return self.render(request, "message.html", 400, user=user, message="unknown action")
         with self.sessions.begin() as session:
             study = self.study(session, uid)
@@ -447,21 +451,35 @@ class Ui:
                 )
             original = [str(s.get("text", "")) for s in draft["sentences"]]
             edited = [line.strip() for line in form.get("text", "").splitlines() if line.strip()]
-            sentences = edited if action == "approve" else original
-            if action == "approve" and not sentences:
+            current = review.draft_review(session, study.id, study.version)
+            if action == "withdraw":
+                # Only an approval can be withdrawn; the approved text stays as the preliminary draft.
+                if current is None or current[0].decision != "approved":
+                    return self.render(
+                        request,
+                        "message.html",
+                        409,
+                        user=user,
+                        message=translator(self.lang(request))["nothing_to_withdraw"],
+                    )
+                sentences = list(current[0].sentences)
+            else:
+                sentences = edited if action in ("approve", "save") else original
+            if action in ("approve", "save") and not sentences:
                 return self.render(request, "message.html", 400, user=user, message="nothing to approve")
+            decision = {"approve": "approved", "reject": "rejected", "save": "saved", "withdraw": "withdrawn"}
             session.add(
                 DraftReview(
                     study_fk=study.id,
                     study_version=study.version,
-                    decision="approved" if action == "approve" else "rejected",
+                    decision=decision[action],
                     sentences=sentences,
                     model_name=str(draft.get("model_name") or ""),
                     model_version=str(draft.get("model_version") or ""),
                     user_fk=user.id,
                 )
             )
-            if action == "approve" and sentences != original:
+            if action in ("approve", "save") and sentences != original:
                 accounts.audit(
                     session, user, "draft-edit", study.id, {"before": original, "after": sentences}
                 )

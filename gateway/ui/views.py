@@ -100,12 +100,15 @@ def worklist(session: Session, filters: Filters, page_size: int) -> tuple[list[W
             {m for m in session.scalars(select(Series.modality).where(Series.study_fk == study.id)) if m}
         )
         draft = draft_of(session, study)
-        reviewed = session.scalar(
-            select(DraftReview.id).where(
-                DraftReview.study_fk == study.id, DraftReview.study_version == study.version
-            )
+        decided = session.scalar(
+            select(DraftReview.decision)
+            .where(DraftReview.study_fk == study.id, DraftReview.study_version == study.version)
+            .order_by(DraftReview.id.desc())
+            .limit(1)
         )
-        waiting = 1 if draft and draft.get("sentences") and reviewed is None else 0
+        # Saved edits and withdrawn approvals still wait for a reader's decision.
+        pending = decided is None or decided in ("saved", "withdrawn")
+        waiting = 1 if draft and draft.get("sentences") and pending else 0
         dead = session.scalar(
             select(Job.id)
             .where(Job.study_fk == study.id, Job.state == "dead")
