@@ -81,6 +81,18 @@ TEXT: dict[str, tuple[str, str]] = {
     "nothing_to_withdraw": ("There is no approval to withdraw.", "没有可撤销的批准。"),
     "add_link": ("Add a link", "添加链接"),
     "no_link": ("no image linked", "未链接图像"),
+    "accounts": ("Accounts", "账户管理"),
+    "display_name": ("Display name", "显示名称"),
+    "status": ("Status", "状态"),
+    "active": ("active", "启用"),
+    "disabled": ("disabled", "已停用"),
+    "disable": ("Disable", "停用"),
+    "enable": ("Enable", "启用"),
+    "reset_password": ("Reset password", "重置密码"),
+    "new_password": ("New password", "新密码"),
+    "change_role": ("Change role", "更改角色"),
+    "add_user": ("Add account", "添加账户"),
+    "created": ("Created", "创建时间"),
 }
 
 

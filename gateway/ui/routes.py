@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway.dicomweb.access import Access
+from gateway.dicomweb.access import ROLES, Access
 from gateway.index.models import DraftReview, LinkCorrection, Study
 from gateway.ui import accounts, review, views
 from gateway.ui.i18n import pick_language, translator
@@ -106,7 +106,8 @@ class Ui:
                     return RedirectResponse(f"/ui/login?next={quote(request.url.path)}", status_code=303)
                 return JSONResponse({"error": "login required"}, status_code=401)
             try:
-                if request.method == "POST" and not self.access.may(user.role, action):
+                # Administration pages are not even shown to readers; other pages are, their forms are not.
+                if (request.method == "POST" or action == "admin") and not self.access.may(user.role, action):
                     raise Forbidden
                 return handler(request, user)
             except Forbidden:
@@ -517,6 +518,49 @@ class Ui:
                 "republishing after a review failed; the next publication will carry it", exc_info=True
             )
 
+    # -- accounts (administrators) ---------------------------------------------------------------------------
+    def users(self, request: Request, user: accounts.User, error: str | None = None) -> Response:
+        with self.sessions() as session:
+            rows = accounts.list_users(session)
+        return self.render(
+            request,
+            "users.html",
+            400 if error else 200,
+            user=user,
+            rows=rows,
+            roles=ROLES,
+            error=error,
+            saved=request.query_params.get("saved") == "1",
+        )
+
+    def users_change(self, request: Request, user: accounts.User) -> Response:
+        form = self.form(request)
+        self.check_csrf(form, user)
+        action = form.get("action", "")
+        try:
+            with self.sessions.begin() as session:
+                if action == "add":
+                    accounts.add_user(
+                        session,
+                        form.get("username", ""),
+                        form.get("password", ""),
+                        role=form.get("role", "reader"),
+                        display_name=form.get("display_name") or None,
+                        by=user,
+                    )
+                else:
+                    accounts.change_user(
+                        session,
+                        user,
+                        form.get("username", ""),
+                        action=action,
+                        role=form.get("role") or None,
+                        password=form.get("password") or None,
+                    )
+        except accounts.AccountError as exc:
+            return self.users(request, user, error=str(exc))
+        return RedirectResponse("/ui/admin/users?saved=1", status_code=303)
+
     def ground_truth(self, request: Request, user: accounts.User) -> Response:
         uid = request.path_params["uid"]
         with self.sessions() as session:
@@ -542,6 +586,8 @@ def build_ui_routes(sessions: sessionmaker[Session], settings: Any, access: Acce
         Route("/study/{uid}/link", ui.page(ui.correct_link), methods=["POST"]),
         Route("/study/{uid}/draft", ui.page(ui.draft_decision), methods=["POST"]),
         Route("/study/{uid}/retry", ui.page(ui.retry, action="retry"), methods=["POST"]),
+        Route("/admin/users", ui.page(ui.users, action="admin"), methods=["GET"]),
+        Route("/admin/users", ui.page(ui.users_change, action="admin"), methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return [Mount("/ui", routes=routes)]
