@@ -93,6 +93,11 @@ TEXT: dict[str, tuple[str, str]] = {
     "change_role": ("Change role", "更改角色"),
     "add_user": ("Add account", "添加账户"),
     "created": ("Created", "创建时间"),
+    "primary": ("linked", "已链接"),
+    "sr_tree": (
+        "A structured report has no page: its content tree, with the images it references.",
+        "结构化报告没有页面：显示其内容树及引用的图像。",
+    ),
 }
 
 

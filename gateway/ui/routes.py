@@ -298,6 +298,22 @@ class Ui:
             decision = review.draft_review(session, study.id, study.version)
             pairs = views.study_instances(session, study)
             has_pdf = views.report_pdf_path(session, study) is not None
+            # Every report read for the study; an SR (no page to draw) is shown as its content tree.
+            reports = views.read_reports(session, study)
+            primary_sop = (document or {}).get("source_sop_instance_uid")
+            chosen = request.query_params.get("report") or primary_sop
+            shown = next((inst for _, inst in reports if inst and inst.sop_instance_uid == chosen), None)
+            sr = views.sr_tree(shown)
+            report_list = [
+                {
+                    "sop": inst.sop_instance_uid,
+                    "kind": str((doc.content or {}).get("source_kind") or ""),
+                    "current": inst.sop_instance_uid == chosen,
+                    "primary": inst.sop_instance_uid == primary_sop,
+                }
+                for doc, inst in reports
+                if inst is not None
+            ]
         base = f"/dicomweb/studies/{uid}"
         info: dict[str, dict[str, Any]] = {}
         series: dict[str, dict[str, Any]] = {}
@@ -354,7 +370,9 @@ class Ui:
             user=user,
             study=study,
             document=document,
-            pages=views.pages(document) if document and has_pdf else [],
+            pages=views.pages(document) if document and has_pdf and chosen == primary_sop else [],
+            sr=sr,
+            reports=report_list,
             paragraphs=paragraphs,
             draft=draft,
             decision=decision,

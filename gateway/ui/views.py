@@ -237,3 +237,24 @@ def study_instances(session: Session, study: Study) -> list[tuple[Instance, Seri
             .order_by(Series.series_number, Instance.instance_number, Instance.id)
         ).tuples()
     ]
+
+
+def read_reports(session: Session, study: Study) -> list[tuple[Document, Instance | None]]:
+    """Every report read for the current study version, with the instance it came from."""
+    out = []
+    for doc in _current_docs(session, study, "read_report", "document"):
+        inst = session.get(Instance, doc.instance_fk) if doc.instance_fk else None
+        out.append((doc, inst))
+    return out
+
+
+def sr_tree(instance: Instance | None) -> Any:
+    """The content tree of an SR instance (:mod:`gateway.ui.srtree`), or None when it is not an SR."""
+    from pydicom import dcmread
+
+    from gateway.reading.sr import SR_SOP_CLASSES
+    from gateway.ui.srtree import content_tree
+
+    if instance is None or instance.sop_class_uid not in SR_SOP_CLASSES or not instance.path:
+        return None
+    return content_tree(dcmread(instance.path, stop_before_pixels=True))

@@ -333,6 +333,17 @@ def test_reader_withdraws_saves_and_adds_links_admin_manages_accounts(
     truth = page.request.get(f"{served.base}/ui/study/{uid}/ground-truth.json").json()
     assert any(x["was"] is None and x["sop_instance_uid"] == lung[3] for x in truth["links"])
     _shot(page, tmp_path, "ui-study-reviewed.png")
+
+    # The study's SR report has no page: its content tree is shown, with the image it references.
+    sr_sop = next(f["sop_instance_uid"] for f in served.manifest["files"] if f["file"] == "SR_S91_report.dcm")
+    page.click(f"nav.reports a[data-sop='{sr_sop}']")
+    page.wait_for_url(f"**report={sr_sop}")
+    assert page.locator(".srtree .sr-item").count() > 3
+    cited = served.manifest["links"]["Se 2 Im 5"]
+    ref = page.locator(f".srtree .sr-ref[data-sop='{cited}'] img")
+    ref.scroll_into_view_if_needed()
+    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=ref.element_handle())
+    _shot(page, tmp_path, "ui-study-sr.png")
     context.close()
 
     # An administrator manages accounts in the page.
