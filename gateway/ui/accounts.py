@@ -211,3 +211,11 @@ def change_user(
     else:
         raise AccountError(f"unknown account action {action!r}")
     audit(session, admin, f"user-{action}", None, detail)
+
+
+def enabled_user(session: Session, username: str) -> User | None:
+    """The enabled account of this name (a sign-in through OpenID Connect names it by a claim)."""
+    row = session.scalar(select(UiUser).where(UiUser.username == username.strip()))
+    if row is None or row.disabled:
+        return None
+    return User(row.id, row.username, row.display_name, row.role)

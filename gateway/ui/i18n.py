@@ -94,6 +94,11 @@ TEXT: dict[str, tuple[str, str]] = {
     "add_user": ("Add account", "添加账户"),
     "created": ("Created", "创建时间"),
     "primary": ("linked", "已链接"),
+    "oidc_login": ("Sign in with", "使用以下方式登录："),
+    "oidc_failed": (
+        "Sign-in through the identity server failed, or no enabled account has that name.",
+        "通过身份服务器登录失败，或没有该名称的已启用账户。",
+    ),
     "sr_tree": (
         "A structured report has no page: its content tree, with the images it references.",
         "结构化报告没有页面：显示其内容树及引用的图像。",

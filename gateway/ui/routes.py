@@ -27,13 +27,14 @@ from starlette.staticfiles import StaticFiles
 
 from gateway.dicomweb.access import ROLES, Access
 from gateway.index.models import DraftReview, LinkCorrection, Study
-from gateway.ui import accounts, review, views
+from gateway.ui import accounts, oidc, review, views
 from gateway.ui.i18n import pick_language, translator
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 COOKIE = "gw_session"
 LOGIN_CSRF = "gw_login_csrf"
+OIDC_COOKIE = "gw_oidc"
 CSP = (
     "default-src 'self'; img-src 'self' data:; script-src 'self'; "
     "style-src 'self' 'unsafe-inline'; "
@@ -69,6 +70,8 @@ class Ui:
         self.settings = settings
         self.access = access
         self.env = _env()
+        login = settings.ui.oidc
+        self.oidc = oidc.OidcClient(login) if login is not None else None
 
     # -- plumbing --------------------------------------------------------------------------------------------
     def lang(self, request: Request) -> str:
@@ -78,7 +81,10 @@ class Ui:
 
     def render(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
         lang = self.lang(request)
-        html = self.env.get_template(name).render(t=translator(lang), lang=lang, request=request, **context)
+        oidc_name = self.settings.ui.oidc.display_name if self.oidc is not None else None
+        html = self.env.get_template(name).render(
+            t=translator(lang), lang=lang, request=request, oidc_name=oidc_name, **context
+        )
         return HTMLResponse(html, status_code=status, headers=self.headers())
 
     @staticmethod
@@ -210,6 +216,11 @@ class Ui:
             )
             return response
         response = RedirectResponse(target, status_code=303)
+        self.set_session(response, cookie)
+        response.delete_cookie(LOGIN_CSRF, path="/ui/login")
+        return response
+
+    def set_session(self, response: Response, cookie: str) -> None:
         response.set_cookie(
             COOKIE,
             cookie,
@@ -219,7 +230,66 @@ class Ui:
             secure=self.settings.ui.secure_cookies,
             path="/",
         )
-        response.delete_cookie(LOGIN_CSRF, path="/ui/login")
+
+    # -- sign-in through the site's OpenID Connect server (gateway.ui.oidc) --------------------------------
+    def oidc_redirect_uri(self, request: Request) -> str:
+        login = self.settings.ui.oidc
+        return str(login.redirect_uri or str(request.url_for("ui_oidc_callback")))
+
+    def oidc_login(self, request: Request) -> Response:
+        if self.oidc is None:
+            return Response(status_code=404)
+        pending = oidc.Pending.new()
+        try:
+            target = self.oidc.redirect(self.oidc_redirect_uri(request), pending)
+        except oidc.OidcError as exc:
+            log.warning("OpenID Connect sign-in unavailable: %s", exc)
+            return self.render(request, "message.html", 502, user=None, message=str(exc))
+        response = RedirectResponse(target, status_code=303)
+        # SameSite=Lax: the server's redirect back is a top-level GET, which carries it.
+        response.set_cookie(
+            OIDC_COOKIE,
+            pending.encode(),
+            max_age=600,
+            httponly=True,
+            samesite="lax",
+            secure=self.settings.ui.secure_cookies,
+            path="/ui/oidc",
+        )
+        return response
+
+    def oidc_callback(self, request: Request) -> Response:
+        if self.oidc is None:
+            return Response(status_code=404)
+        t = translator(self.lang(request))
+        pending = oidc.Pending.decode(request.cookies.get(OIDC_COOKIE))
+        q = request.query_params
+        failed: str | None = None
+        claims: dict[str, Any] = {}
+        if pending is None or not hmac.compare_digest(q.get("state", "").encode(), pending.state.encode()):
+            failed = "state"
+        elif q.get("error") or not q.get("code"):
+            failed = f"server: {q.get('error', 'no code')[:64]}"
+        else:
+            try:
+                claims = self.oidc.sign_in(q["code"], self.oidc_redirect_uri(request), pending)
+            except oidc.OidcError as exc:
+                failed = str(exc)
+        name = str(claims.get(self.settings.ui.oidc.username_claim, "")) if not failed else ""
+        with self.sessions.begin() as session:
+            user = accounts.enabled_user(session, name) if name else None
+            if user is None:
+                failed = failed or "no enabled account for this sign-in"
+                accounts.audit(session, None, "login-failed", None, {"via": "oidc", "why": failed[:120]})
+            else:
+                cookie = accounts.open_session(session, user, self.settings.ui.session_lifetime)
+                accounts.audit(session, user, "login", None, {"via": "oidc"})
+        if user is None:
+            response = self.render(request, "message.html", 403, user=None, message=t["oidc_failed"])
+        else:
+            response = RedirectResponse("/ui/worklist", status_code=303)
+            self.set_session(response, cookie)
+        response.delete_cookie(OIDC_COOKIE, path="/ui/oidc")
         return response
 
     def logout(self, request: Request, user: accounts.User) -> Response:
@@ -597,6 +667,8 @@ def build_ui_routes(sessions: sessionmaker[Session], settings: Any, access: Acce
         Route("/login", ui.login, methods=["GET", "POST"]),
         Route("/logout", ui.page(ui.logout), methods=["POST"]),
         Route("/lang/{code}", ui.language, methods=["GET"]),
+        Route("/oidc/login", ui.oidc_login, methods=["GET"]),
+        Route("/oidc/callback", ui.oidc_callback, methods=["GET"], name="ui_oidc_callback"),
         Route("/worklist", ui.page(ui.worklist), methods=["GET"]),
         Route("/study/{uid}", ui.page(ui.study_view), methods=["GET"]),
         Route("/study/{uid}/page/{number:int}.png", ui.page(ui.page_image), methods=["GET"]),
