@@ -141,3 +141,7 @@ def test_r5_selection_names_the_dicomweb_endpoint() -> None:
     resources = build_resources(publish_input(version="R5"))
     selection = _by_type(resources, "ImagingSelection")
     assert selection["endpoint"] == [{"reference": f"Endpoint/{ids.dicomweb_endpoint_id()}"}]
+    from gateway.fhir.validate import validate_resource
+
+    for resource in resources:
+        validate_resource(resource, "R5")
