@@ -93,6 +93,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "change_role": ("Change role", "更改角色"),
     "add_user": ("Add account", "添加账户"),
     "created": ("Created", "创建时间"),
+    "account_saved": ("Saved (and audited).", "已保存（已记录审计）。"),
     "primary": ("linked", "已链接"),
     "oidc_login": ("Sign in with", "使用以下方式登录："),
     "oidc_failed": (
