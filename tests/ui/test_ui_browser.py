@@ -2,7 +2,9 @@
 
 A reader logs in, opens the worklist and the sample study, sees the OCR boxes and a linked thumbnail,
 corrects a link, approves the machine draft, and the FHIR DiagnosticReport turns ``final`` with the reader
-as ``resultsInterpreter``. ``UI_SCREENSHOTS=DIR`` also saves the screenshots used in docs/ui.md.
+as ``resultsInterpreter``. Then: the report's HTML rendition shows its images with no token; the reader
+withdraws the approval, saves an edit, adds a link, sees the SR report's content tree; an administrator
+manages accounts. ``UI_SCREENSHOTS=DIR`` also saves the screenshots used in docs/ui.md.
 """
 
 from __future__ import annotations
