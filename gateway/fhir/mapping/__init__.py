@@ -19,6 +19,7 @@ import base64
 
 from gateway.fhir import ids
 from gateway.fhir.codes import code_map
+from gateway.fhir.links import binary_path
 from gateway.fhir.mapping.agents import (
     _provenance,
     device_resource,
@@ -156,7 +157,7 @@ def build_resources(inp: PublishInput) -> list[Resource]:
                     "application/pdf",
                     inp.pdf.data,
                     title=title,
-                    url=f"{inp.base_url.rstrip('/')}/fhir/Binary/{pdf_id}",
+                    url=binary_path(pdf_id),  # made absolute when served (gateway.fhir.links)
                     embed=False,
                 ),
             )

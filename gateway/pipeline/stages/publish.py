@@ -24,6 +24,7 @@ from gateway.errors import PermanentStageError, StageError
 from gateway.fhir.endpoint import dicomweb_endpoint
 from gateway.fhir.errors import InvalidResource
 from gateway.fhir.identifiers import identifier_systems
+from gateway.fhir.links import Links, resolve
 from gateway.fhir.mapping import (
     InstanceData,
     PatientData,
@@ -236,8 +237,10 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
                 ctx.settings.delivery,
                 study_fk=study.id,
                 # The DICOMweb Endpoint is built when read, never stored; a receiver needs it all the same.
+                # Stored links are relative; a pushed copy gets absolute ones, unsigned, since it outlives
+                # any short-lived signature (gateway.fhir.links).
                 resources=[
-                    *stored(session, summary),
+                    *(resolve(r, Links(base_url(ctx.settings))) for r in stored(session, summary)),
                     dicomweb_endpoint(base_url(ctx.settings), ctx.settings.fhir.version),
                 ],
                 base_url=f"{base_url(ctx.settings)}/fhir",
