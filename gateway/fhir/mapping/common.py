@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.fhir.codes import code_map
-from gateway.fhir.mapping.inputs import InstanceData, Resource, SeriesData, StudyData
+from gateway.fhir.mapping.inputs import InstanceData, Resource, SeriesData, StudyData, Version
 
 
 def _ref(rtype: str, rid: str, display: str | None = None) -> dict[str, str]:
@@ -144,12 +144,22 @@ def _human_names(pn: str | None) -> list[dict[str, Any]]:
 
 
 def attachment(
-    content_type: str, data: bytes, *, title: str, url: str | None = None, embed: bool
+    content_type: str,
+    data: bytes,
+    *,
+    title: str,
+    url: str | None = None,
+    embed: bool,
+    version: Version = "R4",
 ) -> Resource:
-    """An Attachment with size and hash (base64 SHA-1, as FHIR defines ``Attachment.hash``)."""
+    """An Attachment with size and hash (base64 SHA-1, as FHIR defines ``Attachment.hash``).
+
+    ``size`` is an ``unsignedInt`` (a JSON number) in R4 but an ``integer64`` in R5, which FHIR JSON writes
+    as a string (R5 json.html#primitive).
+    """
     att: Resource = {
         "contentType": content_type,
-        "size": len(data),
+        "size": len(data) if version == "R4" else str(len(data)),
         "hash": base64.b64encode(hashlib.sha1(data).digest()).decode("ascii"),  # noqa: S324 - FHIR's choice
         "title": title,
     }

@@ -81,3 +81,5 @@ class PublishInput:
     signoff: SignOff = field(default_factory=SignOff)
     #: The performing organization when the report names none.
     organization: str = "Radiology"
+    #: ``(name as in signoff.interpreters, system, value)`` of each reader the site table identifies.
+    practitioner_identifiers: tuple[tuple[str, str, str], ...] = ()

@@ -160,8 +160,15 @@ def publish_input(ctx: StageContext, study: Study) -> PublishInput:
     drafts = ctx.documents(study, stage="draft_findings", kind="draft")
     draft = dict(drafts[-1].content or {}) if drafts else None
     pdf = _report_pdf(ctx, study, primary)
+    signoff = report_signoff(ctx, primary, document)
+    systems = identifier_systems()
     return PublishInput(
-        signoff=report_signoff(ctx, primary, document),
+        signoff=signoff,
+        practitioner_identifiers=tuple(
+            (name, *found)
+            for name in signoff.interpreters
+            if (found := systems.practitioner_identifier(name)) is not None
+        ),
         organization=ctx.settings.fhir.organization_name,
         study=study_data(ctx, study),
         base_url=base_url(ctx.settings),
