@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +206,36 @@ def test_subscription_notifications_pass_the_r4_schema() -> None:
         for kind in ("handshake", "heartbeat", "event-notification"):
             focus = report if kind == "event-notification" else None
             assert_schema_valid(notification(sub, kind, f"{BASE}/fhir", events=3, focus=focus), "R4")
+
+
+FHIRJS = Path(__file__).resolve().parents[1] / "node" / "fhirjs_validate.mjs"
+
+
+def fhirjs_errors(resources: list[dict[str, Any]]) -> list[str]:
+    """FHIR.js's R4 errors (cardinality, required bindings), one line per error."""
+    run = subprocess.run(
+        ["node", str(FHIRJS)],
+        input=json.dumps(resources),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    return [f"{r['resourceType']}/{r['id']} {e}" for r in json.loads(run.stdout) for e in r["errors"]]
+
+
+def test_fhirjs_finds_nothing_wrong_in_an_r4_publication() -> None:
+    resources = publication("R4")
+    bundle = transaction(resources, f"{BASE}/fhir", "m-1")
+    assert fhirjs_errors([*resources, bundle]) == []
+    # ...and it would say so: a wrong code and a missing Observation.code.
+    report = next(r for r in resources if r["resourceType"] == "DiagnosticReport")
+    observation = next(r for r in resources if r["resourceType"] == "Observation")
+    broken = [{**report, "status": "done"}, {k: v for k, v in observation.items() if k != "code"}]
+    errors = fhirjs_errors(broken)
+    assert any("DiagnosticReport.status" in e for e in errors)
+    assert any("Observation.code" in e for e in errors)
 
 
 # -- what the API emits ------------------------------------------------------------------------------------
