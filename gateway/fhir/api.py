@@ -222,6 +222,10 @@ SEARCH_TYPES: dict[str, str] = {
     "patient.name": "string",
     "based-on.identifier": "token",
     "imaging-study.identifier": "token",
+    "imaging-study.modality": "token",
+    "imaging-study.started": "date",
+    "modality": "token",
+    "gender": "token",
 }
 
 
