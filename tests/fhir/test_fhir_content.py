@@ -123,7 +123,10 @@ def test_placeholder_and_invalid_dates_are_dropped_with_a_warning(version: str) 
     patient = next(r for r in resources if r["resourceType"] == "Patient")
     assert "birthDate" not in patient
     assert "started" not in next(r for r in resources if r["resourceType"] == "ImagingStudy")
-    assert "effectiveDateTime" not in _report(resources)
+    # US Core effective[x] 1..1: with no valid date at all, a data-absent-reason says so.
+    report = _report(resources)
+    assert "effectiveDateTime" not in report
+    assert report["_effectiveDateTime"]["extension"][0]["valueCode"] == "unknown"
     warnings = date_warnings(study)
     assert sorted(w.split()[0] for w in warnings) == ["PatientBirthDate", "StudyDate"]
     text = " ".join(warnings)
@@ -176,3 +179,24 @@ def test_tied_neighbour_slices_show_as_plus_minus(version: str) -> None:
     # Without neighbours nothing says ±.
     plain = _report(build_resources(publish_input(version=version)))
     assert "±" not in plain["text"]["div"]
+
+
+@pytest.mark.parametrize("version", ["R4", "R5"])
+def test_effective_falls_back_to_the_series_dates_when_study_date_is_invalid(version: str) -> None:
+    study = dataclasses.replace(
+        study_data(),
+        study_date="20261340",
+        other_dates=(("00000000", None), ("20260109", "081500"), ("20260110", None)),
+    )
+    inp = dataclasses.replace(publish_input(version=version), study=study)
+    resources = build_resources(inp)
+    for resource in resources:
+        validate_resource(resource, version)
+    report = _report(resources)
+    assert report["effectiveDateTime"] == "2026-01-09T08:15:00+00:00" and "_effectiveDateTime" not in report
+    observations = [r for r in resources if r["resourceType"] == "Observation"]
+    assert observations and {o["effectiveDateTime"] for o in observations} == {"2026-01-09T08:15:00+00:00"}
+    # A valid StudyDate wins over every other date.
+    valid = dataclasses.replace(study, study_date="20260110", study_time=None)
+    kept = _report(build_resources(dataclasses.replace(inp, study=valid)))
+    assert kept["effectiveDateTime"] == "2026-01-10"

@@ -105,3 +105,30 @@ def test_placeholder_dates_publish_with_a_warning(
     for secret in ("00000000", "20261340", "PAT-7", "Invented"):
         assert secret not in logged and secret not in str(summary)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_other_dates_come_from_each_series_first_instance(tmp_path: Path) -> None:
+    """Series, then acquisition, then content date/time, skipping what a file lacks or cannot be read."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    paths = []
+    for i, attrs in enumerate(
+        (
+            {"SeriesDate": "20260109", "SeriesTime": "0815", "ContentDate": "20260111"},
+            {"AcquisitionDate": "20260108"},
+        )
+    ):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        ds.SOPInstanceUID = generate_uid()
+        for name, value in attrs.items():
+            setattr(ds, name, value)
+        path = tmp_path / f"{i}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(str(path))
+    (tmp_path / "junk.dcm").write_bytes(b"not dicom")
+    found = publish_stage._other_dates([*paths, str(tmp_path / "junk.dcm"), str(tmp_path / "gone.dcm")])
+    assert found == (("20260109", "0815"), ("20260108", None), ("20260111", None))

@@ -6,10 +6,8 @@ from collections.abc import Sequence
 
 from gateway.fhir import ids
 from gateway.fhir.codes import code_map
-from gateway.fhir.mapping.common import _human_names, _instant, _ref
+from gateway.fhir.mapping.common import DATA_ABSENT_REASON, _human_names, _instant, _ref
 from gateway.fhir.mapping.inputs import PublishInput, Resource, Version
-
-DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 
 
 def device_resource(name: str, version: str, fhir_version: Version) -> Resource:

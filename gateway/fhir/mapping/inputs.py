@@ -56,6 +56,9 @@ class StudyData:
     series: tuple[SeriesData, ...] = ()
     #: Identifier.system of the accession number (site table, or the default).
     accession_system: str | None = None
+    #: Other (DA, TM) pairs of the study, in order of preference, for when StudyDate is missing or invalid:
+    #: the SeriesDate/Time, AcquisitionDate/Time and ContentDate/Time of its image series.
+    other_dates: tuple[tuple[str, str | None], ...] = ()
 
 
 @dataclass(frozen=True)
