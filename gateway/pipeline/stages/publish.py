@@ -81,8 +81,7 @@ def study_data(ctx: StageContext, study: Study) -> StudyData:
                 patient.issuer if patient else None, ctx.settings.fhir.patient_id_system
             ),
         ),
-        # The index keeps no IssuerOfAccessionNumberSequence yet: the site default applies.
-        accession_system=systems.accession_system(None, ctx.settings.fhir.accession_system),
+        accession_system=systems.accession_system(study.accession_issuer, ctx.settings.fhir.accession_system),
         accession_number=study.accession_number,
         other_dates=() if dicom_date(study.study_date) else _other_dates(firsts),
         study_date=study.study_date,
