@@ -121,7 +121,7 @@ def _report_rules(
         errors.append(f"{where}: IMR: resultsInterpreter 1..* (Practitioner)")
     if not all(ref.startswith("Practitioner/") for ref in _refs(r.get("resultsInterpreter"))):
         errors.append(f"{where}: resultsInterpreter must reference Practitioner")
-    if r.get("status") != "preliminary" or "presentedForm" in r:
+    if r.get("status") in {"final", "amended", "corrected", "appended"} or "presentedForm" in r:
         forms = r.get("presentedForm", [])
         if not any(f.get("contentType") == "text/html" for f in forms):
             errors.append(f"{where}: IMR: presentedForm needs a text/html rendition")
@@ -180,8 +180,11 @@ def _patient_rules(p: dict[str, Any]) -> list[str]:
     idents = p.get("identifier", [])
     if not idents or not all(i.get("system") and i.get("value") for i in idents):
         errors.append(f"{where}: US Core: identifier 1..* with system and value")
-    if _absent(p, "name"):
-        errors.append(f"{where}: US Core: name 1..* (or data-absent-reason)")
+    for name in p.get("name", [{}]):
+        marked = any(e.get("url") == DATA_ABSENT for e in name.get("extension", []))
+        # us-core-6: (family or given) xor data-absent-reason.
+        if bool(name.get("family") or name.get("given")) == marked:
+            errors.append(f"{where}: US Core: each name has a family or given name, or a data-absent-reason")
     if p.get("gender") not in {"male", "female", "other", "unknown"}:
         errors.append(f"{where}: US Core: gender 1..1")
     return errors

@@ -54,6 +54,26 @@ def _names(pn: str) -> list[dict[str, Any]]:
     return list(patient_resource(PatientData("P1", "", pn)).get("name", []))
 
 
+def test_a_patient_without_a_name_says_why() -> None:
+    """US Core Patient name 1..* (us-core-6): no PatientName → a name holding only a data-absent-reason."""
+    from fhir_rules import rule_errors
+
+    for pn in ("", "^"):
+        patient = patient_resource(PatientData("P1", "", pn, system="urn:x"))
+        assert patient["name"] == [
+            {
+                "extension": [
+                    {
+                        "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                        "valueCode": "unknown",
+                    }
+                ]
+            }
+        ]
+        assert rule_errors([patient], "R4") == []
+    assert rule_errors([patient_resource(PatientData("P1", "", "Doe^Jane", system="urn:x"))], "R4") == []
+
+
 def test_name_order_follows_the_script_not_ascii() -> None:
     [latin] = _names("Müller^Jürgen")
     assert latin["text"] == "Jürgen Müller" and latin["family"] == "Müller" and latin["given"] == ["Jürgen"]

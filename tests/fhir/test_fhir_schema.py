@@ -192,6 +192,27 @@ def test_every_published_resource_keeps_the_us_core_and_imr_rules(version: Versi
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("decision", ["approved", "rejected"])
+def test_a_reviewed_draft_passes_the_official_schema(version: Version, decision: str) -> None:
+    """The review page turns the machine draft final (or cancelled) with the reader as Practitioner."""
+    from gateway.fhir.mapping.review import DraftReviewData, apply_draft_review
+
+    inp = publication_input(version)
+    review = DraftReviewData(
+        decision,  # type: ignore[arg-type]
+        "jroe",
+        "Jane Roe",
+        dt.datetime(2026, 1, 11, 9, 0, tzinfo=dt.UTC),
+        ("Small nodule in the right upper lobe.", "No effusion."),
+    )
+    resources = apply_draft_review(build_resources(inp), review, inp)
+    assert "Practitioner" in {r["resourceType"] for r in resources}
+    errors = [e for r in resources for e in schema_errors(r, version)]
+    assert errors == []
+    assert rule_errors([*resources, dicomweb_endpoint(BASE, version)], version) == []
+
+
+@pytest.mark.parametrize("version", VERSIONS)
 def test_rad141_transaction_bundle_passes_the_official_schema(version: Version) -> None:
     bundle = transaction(publication(version), f"{BASE}/fhir", "m-1")
     assert_schema_valid(bundle, version)
