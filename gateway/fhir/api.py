@@ -650,6 +650,7 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
             query=query,
             outcome=status,
             content=content,
+            durable=fhir.audit_durable,
         )
 
     def g(_token: str, handler: Handler, *, public: bool = False, action: str | None = None) -> Handler:

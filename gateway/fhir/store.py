@@ -392,10 +392,19 @@ def search(
     sort: Sequence[tuple[str, bool]] = (),
     total: bool = True,
 ) -> tuple[int | None, list[FhirResource]]:
-    """One page of current rows; ``total`` None when not asked for (``_total=none``)."""
+    """One page of current rows; ``total`` None when not asked for (``_total=none``).
+
+    The total is counted by a second query only when the page does not already tell it: a first page
+    shorter than ``count`` holds every match (most searches by patient, identifier or a short date range).
+    """
     q = search_query(rtype, criteria)
-    n = int(session.scalar(select(func.count()).select_from(q.subquery())) or 0) if total else None
     rows = list(session.scalars(q.order_by(*_order(sort)).limit(count).offset(offset))) if count else []
+    n: int | None = None
+    if total:
+        if count and offset == 0 and len(rows) < count:
+            n = len(rows)
+        else:
+            n = int(session.scalar(select(func.count()).select_from(q.subquery())) or 0)
     return n, rows
 
 
