@@ -225,6 +225,10 @@ SEARCH_TYPES: dict[str, str] = {
     "patient.name": "string",
     "based-on.identifier": "token",
     "imaging-study.identifier": "token",
+    "imaging-study.modality": "token",
+    "imaging-study.started": "date",
+    "modality": "token",
+    "gender": "token",
 }
 
 
@@ -660,6 +664,7 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
             query=query,
             outcome=status,
             content=content,
+            durable=fhir.audit_durable,
         )
 
     def g(_token: str, handler: Handler, *, public: bool = False, action: str | None = None) -> Handler:

@@ -60,6 +60,11 @@ class FhirSettings(BaseModel):
         description="DiagnosticReport.performer and Provenance onBehalfOf when the report instance names"
         " no organization (VerifyingOrganization, InstitutionName)",
     )
+    audit_durable: bool = Field(
+        default=False,
+        description="commit each audit row to disk before answering (about 10 ms a request); otherwise it"
+        " is committed without waiting for the disk, and an OS crash or power loss may lose the last rows",
+    )
     audit_token: SecretStr | None = Field(
         default=None,
         description="bearer token of auditors: the only one that may read AuditEvent (none: nobody may)",

@@ -79,6 +79,8 @@ class Study(Base):
     study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
     patient_fk: Mapped[int] = mapped_column(ForeignKey("patients.id"))
     accession_number: Mapped[str | None] = mapped_column(String(64))
+    #: IssuerOfAccessionNumberSequence's local or universal entity ID (identifier system via the site table).
+    accession_issuer: Mapped[str | None] = mapped_column(String(64))
     study_id: Mapped[str | None] = mapped_column(String(16))
     study_date: Mapped[str | None] = mapped_column(String(8))
     study_time: Mapped[str | None] = mapped_column(String(32))

@@ -149,7 +149,15 @@ def build_resources(inp: PublishInput) -> list[Resource]:
         if impression:
             report["conclusion"] = join_sentences(impression)
         title = s.description or "Imaging report"
-        forms = [attachment("text/html", _html_rendition(inp, sentences, title), title=title, embed=True)]
+        forms = [
+            attachment(
+                "text/html",
+                _html_rendition(inp, sentences, title),
+                title=title,
+                embed=True,
+                version=inp.version,
+            )
+        ]
         if inp.pdf is not None and pdf_id is not None:
             forms.insert(
                 0,
@@ -159,6 +167,7 @@ def build_resources(inp: PublishInput) -> list[Resource]:
                     title=title,
                     url=binary_path(pdf_id),  # made absolute when served (gateway.fhir.links)
                     embed=False,
+                    version=inp.version,
                 ),
             )
         report["presentedForm"] = forms
@@ -220,8 +229,11 @@ def build_resources(inp: PublishInput) -> list[Resource]:
         ]
         draft_report["text"] = _narrative(draft_sentences, inp)
         draft_report["issued"] = _instant(inp.issued)  # machine-written now, not signed by anyone
+        draft_org = organization_resource(inp)
+        # IMR: every report names the Organization that performs it, a machine draft included.
+        draft_report["performer"] = [_ref("Organization", draft_org["id"], draft_org["name"])]
         if not any(r["resourceType"] == "Organization" for r in out):
-            out.append(organization_resource(inp))
+            out.append(draft_org)
         if inp.version == "R4":
             draft_media = []
             for x in draft_sentences:

@@ -11,7 +11,13 @@ from gateway.align.model import Link
 from gateway.fhir import ids
 from gateway.fhir.codes import code_map
 from gateway.fhir.links import rendered_path, thumbnail_path
-from gateway.fhir.mapping.common import _instances, _instant, _local_instant, _ref, dicom_datetime
+from gateway.fhir.mapping.common import (
+    _instances,
+    _instant,
+    _local_instant,
+    _ref,
+    set_effective,
+)
 from gateway.fhir.mapping.imaging import _image_target, _link_display, slice_label
 from gateway.fhir.mapping.inputs import PublishInput, Resource
 from gateway.reading.text import compact
@@ -111,9 +117,7 @@ def _observation(
             "valueString": text,
         }
     )
-    effective = dicom_datetime(s.study_date, s.study_time, inp.timezone)
-    if effective:
-        res["effectiveDateTime"] = effective
+    set_effective(res, s, inp.timezone)
     derived: list[dict[str, str]] = []
     seen: set[str] = set()
     notes = []
@@ -220,9 +224,7 @@ def _report_base(inp: PublishInput, rid: str, status: str) -> Resource:
         "subject": _ref("Patient", ids.patient_id(s.patient.patient_id, s.patient.issuer)),
         "issued": _local_instant(inp.signoff.time) if inp.signoff.time else _instant(inp.issued),
     }
-    effective = dicom_datetime(s.study_date, s.study_time, inp.timezone)
-    if effective:
-        res["effectiveDateTime"] = effective
+    set_effective(res, s, inp.timezone)
     if s.accession_number:
         res["basedOn"] = [
             _ref("ServiceRequest", ids.service_request_id(s.study_instance_uid, s.accession_number))

@@ -17,7 +17,8 @@ from typing import Literal
 
 from gateway.fhir import ids
 from gateway.fhir.codes import code_map
-from gateway.fhir.mapping.common import _instant, _ref
+from gateway.fhir.mapping.agents import organization_resource
+from gateway.fhir.mapping.common import _instant, _ref, attachment
 from gateway.fhir.mapping.inputs import PublishInput, Resource
 
 
@@ -125,6 +126,15 @@ def apply_draft_review(
             "status": "generated",
             "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{paragraphs}</div>',
         }
+        # IMR: a published report is presented as HTML too (contentType, size, hash).
+        title = inp.study.description or "Imaging report"
+        page = (
+            f'<!DOCTYPE html><html lang="und"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        )
+        page += f"</head><body>{paragraphs}</body></html>"
+        report["presentedForm"] = [
+            attachment("text/html", page.encode("utf-8"), title=title, embed=True, version=inp.version)
+        ]
     out.insert(0, practitioner)
     agents: list[Resource] = [
         {
@@ -133,8 +143,14 @@ def apply_draft_review(
         }
     ]
     if model:
+        organization = organization_resource(inp)
         agents.append(
-            {"type": {"coding": [code_map().coding("provenance_author")]}, "who": {"reference": model}}
+            {
+                "type": {"coding": [code_map().coding("provenance_author")]},
+                "who": {"reference": model},
+                # US Core Provenance: a Device agent acts on behalf of an Organization.
+                "onBehalfOf": _ref("Organization", organization["id"]),
+            }
         )
     out.append(
         {

@@ -34,6 +34,7 @@ from gateway.fhir.mapping import (
     StudyData,
     build_resources,
     date_warnings,
+    dicom_date,
 )
 from gateway.fhir.order import OrderFacts, apply_order
 from gateway.fhir.signoff import SignOff, from_dataset, from_document
@@ -59,7 +60,10 @@ def study_data(ctx: StageContext, study: Study) -> StudyData:
     with ctx.sessions() as session:
         patient = session.get(Patient, study.patient_fk)
     series: dict[str, tuple[Any, list[InstanceData]]] = {}
+    firsts: list[str] = []  # one instance file per series, read only when StudyDate is unusable
     for inst, ser in ctx.instances(study):
+        if ser.series_instance_uid not in series and inst.path:
+            firsts.append(inst.path)
         entry = series.setdefault(ser.series_instance_uid, (ser, []))
         entry[1].append(
             InstanceData(
@@ -78,9 +82,9 @@ def study_data(ctx: StageContext, study: Study) -> StudyData:
                 patient.issuer if patient else None, ctx.settings.fhir.patient_id_system
             ),
         ),
-        # The index keeps no IssuerOfAccessionNumberSequence yet: the site default applies.
-        accession_system=systems.accession_system(None, ctx.settings.fhir.accession_system),
+        accession_system=systems.accession_system(study.accession_issuer, ctx.settings.fhir.accession_system),
         accession_number=study.accession_number,
+        other_dates=() if dicom_date(study.study_date) else _other_dates(firsts),
         study_date=study.study_date,
         study_time=study.study_time,
         description=study.description,
@@ -92,6 +96,25 @@ def study_data(ctx: StageContext, study: Study) -> StudyData:
             for s, members in series.values()
         ),
     )
+
+
+_DATE_TAGS = ["SeriesDate", "SeriesTime", "AcquisitionDate", "AcquisitionTime", "ContentDate", "ContentTime"]
+
+
+def _other_dates(paths: list[str]) -> tuple[tuple[str, str | None], ...]:
+    """(DA, TM) of the series, then acquisition, then content, of each series' first instance, in that order
+    (PS3.3 C.7.3.1, C.7.6.1): the study's date when StudyDate is missing or invalid."""
+    found: dict[str, list[tuple[str, str | None]]] = {"Series": [], "Acquisition": [], "Content": []}
+    for path in paths:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_DATE_TAGS)
+        except (OSError, pydicom.errors.InvalidDicomError):
+            continue
+        for kind, pairs in found.items():
+            date = str(ds.get(f"{kind}Date", "") or "")
+            if date:
+                pairs.append((date, str(ds.get(f"{kind}Time", "") or "") or None))
+    return tuple(pair for pairs in found.values() for pair in pairs)
 
 
 def _report_pdf(ctx: StageContext, study: Study, primary: Document | None) -> Pdf | None:
@@ -161,8 +184,15 @@ def publish_input(ctx: StageContext, study: Study) -> PublishInput:
     drafts = ctx.documents(study, stage="draft_findings", kind="draft")
     draft = dict(drafts[-1].content or {}) if drafts else None
     pdf = _report_pdf(ctx, study, primary)
+    signoff = report_signoff(ctx, primary, document)
+    systems = identifier_systems()
     return PublishInput(
-        signoff=report_signoff(ctx, primary, document),
+        signoff=signoff,
+        practitioner_identifiers=tuple(
+            (name, *found)
+            for name in signoff.interpreters
+            if (found := systems.practitioner_identifier(name)) is not None
+        ),
         organization=ctx.settings.fhir.organization_name,
         study=study_data(ctx, study),
         base_url=base_url(ctx.settings),
