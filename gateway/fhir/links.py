@@ -108,7 +108,8 @@ def _attachment(att: dict[str, Any], links: Links) -> dict[str, Any]:
             out = {
                 **out,
                 "data": base64.b64encode(rewritten).decode("ascii"),
-                "size": len(rewritten),
+                # R5 carries Attachment.size as integer64, a JSON string; R4 as an unsignedInt
+                "size": str(len(rewritten)) if isinstance(att.get("size"), str) else len(rewritten),
                 # Attachment.hash is base64 SHA-1 (FHIR R4 2.24.0.11)
                 "hash": base64.b64encode(hashlib.sha1(rewritten).digest()).decode("ascii"),  # noqa: S324
             }

@@ -2,38 +2,29 @@
 ``@medplum/fhir-router`` 5.2.13, with ``@medplum/core``'s validator), run by Node (``medplum/server.mjs``).
 
 Medplum's full server needs PostgreSQL and Redis and is not published on npm; its router is, and it is the
-code that processes batch and transaction Bundles in that server. The packages are installed with npm
-into a cache on first use (about 120 MB).
+code that processes batch and transaction Bundles in that server. ``scripts/setup.sh`` installs the packages
+with the other Node peers into ``tests/node`` (``npm ci``), so the test needs no network.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent / "medplum"
-CACHE = Path.home() / ".cache" / "gateway-tests" / "medplum-5.2.13"
+NODE = Path(__file__).resolve().parents[1] / "node"
 
 
 def install() -> Path:
-    """The folder with ``server.mjs`` and its node_modules (npm install on first use)."""
-    if not (CACHE / "node_modules" / "@medplum" / "fhir-router").is_dir():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        shutil.copy(HERE / "package.json", CACHE / "package.json")
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=CACHE,
-            check=True,
-            capture_output=True,
-            timeout=600,
+    """The folder with ``medplum_server.mjs`` and its node_modules (installed by ``scripts/setup.sh``)."""
+    if not (NODE / "node_modules" / "@medplum" / "fhir-router").is_dir():
+        raise RuntimeError(
+            "Medplum's FHIR router is not installed: run scripts/setup.sh (npm ci --prefix tests/node)"
         )
-    shutil.copy(HERE / "server.mjs", CACHE / "server.mjs")
-    return CACHE
+    return NODE
 
 
 class MedplumServer:
@@ -44,7 +35,7 @@ class MedplumServer:
     def start(self) -> MedplumServer:
         folder = install()
         self.proc = subprocess.Popen(
-            ["node", "--experimental-websocket", "server.mjs", "0"],
+            ["node", "--experimental-websocket", "medplum_server.mjs", "0"],
             cwd=folder,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -1,7 +1,7 @@
 """The visit (PV1) of an order, for the PV1 segment of the ORU^R01
 
 Revision ID: s2i12_order_visit
-Revises: i10_fhir
+Revises: s2i10_accession_issuer
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "s2i12_order_visit"
-down_revision = "i10_fhir"
+down_revision = "s2i10_accession_issuer"
 branch_labels = None
 depends_on = None
 
