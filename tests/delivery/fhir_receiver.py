@@ -5,7 +5,7 @@ It checks each Bundle with the official FHIR R4 JSON schema (``fhir.schema.json`
 transaction rules of FHIR R4 3.1.0.11 (http.html#transaction): type ``transaction``, every entry with a
 request method and URL, unique fullUrls, a PUT's URL naming its resource, every reference resolvable in the
 Bundle or in what was stored before. It persists all entries or none, answers a ``transaction-response``,
-and records each Bundle.identifier it received (a redelivery shows up there twice). """
+and records each Bundle.identifier it received (a redelivery shows up there twice)."""
 
 from __future__ import annotations
 
