@@ -3,6 +3,10 @@
 With no checkpoint configured the stage records "no findings model configured" and writes no text at all:
 a draft must never be invented. Drafts are stored sentence by sentence, each with the SOP Instance UID of
 the image it was generated from, and marked preliminary with the model's name and version.
+
+A model trained with the clinical context (age, sex, indication) gets it from
+:func:`gateway.findings.context.indexed_context`, the function ``gateway findings export`` wrote its training
+manifest with, so the prefix it reads here is built as in training. The draft records the context it used.
 """
 
 from __future__ import annotations
@@ -62,7 +66,16 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
     drafter = _drafter(settings.model_dump_json())
     if drafter is None:
         raise PermanentStageError(NO_MODEL)
-    draft = drafter.draft_studies([images])[0]
+    context = None
+    if drafter.uses_context:
+        from gateway.findings.context import indexed_context
+
+        with ctx.sessions() as session:
+            context = indexed_context(session, study, [i.path for i in images])
+    draft = drafter.draft_studies([images], [context])[0]
     from gateway.inference.findings import draft_to_json
 
-    return _record(ctx, study, draft_to_json(draft))
+    content = draft_to_json(draft)
+    if context is not None:
+        content["context"] = context.to_json()  # what the model read: age, sex, indication
+    return _record(ctx, study, content)
