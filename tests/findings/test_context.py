@@ -1,4 +1,4 @@
-"""Conditioning on the clinical context: the prefix, its place in training and decoding, and where it comes from."""
+"""Conditioning on the clinical context: the prefix, its place in training and decoding, and its sources."""
 
 from __future__ import annotations
 
@@ -59,7 +59,9 @@ def test_prefix_words() -> None:
     assert prefix_words(context, RULES, 2) == ["age:70s", "sex:f", "shortness", "of"]
     assert prefix_words(None, RULES, 8) == ["age:unknown", "sex:unknown"]
     # ninety and over pooled, as a de-identified export pools them: both exports give the same prefix
-    assert prefix_words(ClinicalContext(97, "m"), RULES, 0) == prefix_words(ClinicalContext(90, "M"), RULES, 0)
+    assert prefix_words(ClinicalContext(97, "m"), RULES, 0) == prefix_words(
+        ClinicalContext(90, "M"), RULES, 0
+    )
     assert prefix_words(ClinicalContext(5, "X"), RULES, 0) == ["age:0s", "sex:unknown"]
 
 
@@ -176,7 +178,7 @@ def test_context_sources(tmp_path: Path) -> None:
 
 
 def test_train_with_context_keeps_the_flag_and_drafts(tmp_path: Path) -> None:
-    """Trained with ``context`` (in the checkpoint), the drafter builds the prefix from each study's context."""
+    """Trained with ``context`` (kept in the checkpoint), the drafter builds each study's prefix."""
     studies = generate(40, seed=2, size=32)
     data = write_dataset(studies, tmp_path / "data", "archive")
     records = load_studies(data, "archive")
