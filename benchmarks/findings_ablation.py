@@ -3,7 +3,7 @@
 Not a test. For every model in ``--models`` it trains twice on the same data, split and seed (``--context``
 off and on), evaluates both on the held-out test split with beam search, and prints one Markdown table:
 BLEU-1..4, METEOR, ROUGE-L, CIDEr, the CheXpert labeller's micro/macro-F1, and the fixed most-common-report
-floor. ::
+floor; then the labeller's F1 per observation (``--observations``), where a context shows most. ::
 
     python benchmarks/findings_ablation.py --data DIR --format archive --out /tmp/ablation \\
         [--models cnn-lstm attention vit-gpt2] [--epochs cnn-lstm=8 attention=5 vit-gpt2=4]
@@ -27,6 +27,7 @@ from gateway.findings.training import EvalResult, TrainOptions, evaluate, train
 
 _LR = {"cnn-lstm": 2e-3, "attention": 1e-3, "vit-gpt2": 1e-3}
 _EPOCHS = {"cnn-lstm": 10, "attention": 6, "vit-gpt2": 5}
+_OBSERVATIONS = ["Cardiomegaly", "Pleural Effusion", "Lung Opacity", "No Finding"]
 
 
 def _row(name: str, result: EvalResult, baseline: bool = False) -> str:
@@ -35,6 +36,13 @@ def _row(name: str, result: EvalResult, baseline: bool = False) -> str:
     cells = [f"{scores.values[m]:.4f}" if m in scores.values else "n/a" for m in METRICS]
     if clinical is not None:
         cells += [f"{clinical.micro_f1:.4f}", f"{clinical.macro_f1:.4f}"]
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def _observations(name: str, result: EvalResult, names: list[str], baseline: bool = False) -> str:
+    clinical = result.baseline_clinical if baseline else result.clinical
+    table = clinical.per_observation if clinical is not None else {}
+    cells = [f"{table[n][2]:.3f}" if n in table else "n/a" for n in names]
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
@@ -51,6 +59,7 @@ def main() -> None:
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-meteor", action="store_true")
+    parser.add_argument("--observations", nargs="*", default=_OBSERVATIONS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     epochs = {**_EPOCHS, **{k: int(v) for k, v in (e.split("=", 1) for e in args.epochs)}}
@@ -58,6 +67,7 @@ def main() -> None:
     with_context = sum(1 for r in records if r.context and any(v is not None for v in r.context.values()))
     print(f"{len(records)} studies from {args.data} ({args.format}), {with_context} with a context")
     rows: list[str] = []
+    per_observation: list[str] = []
     floor: EvalResult | None = None
     for architecture in args.models:
         for context in (False, True):
@@ -84,6 +94,7 @@ def main() -> None:
             floor = floor or result
             label = f"{architecture} {'+ context' if context else 'plain'} ({checkpoint.model_version})"
             rows.append(_row(label, result))
+            per_observation.append(_observations(label, result, args.observations))
             print(
                 f"{label}: epoch {checkpoint.epoch} of {epochs[architecture]}, trained in {trained:.0f} s, "
                 f"{result.studies} test studies",
@@ -92,11 +103,16 @@ def main() -> None:
             print(rows[-1], flush=True)
     if floor is not None:
         rows.append(_row("fixed report", floor, baseline=True))
+        per_observation.append(_observations("fixed report", floor, args.observations, baseline=True))
     header = ["model", *METRICS, "CheXpert micro-F1", "CheXpert macro-F1"]
     print()
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     print("\n".join(rows))
+    print()
+    print("| model (CheXpert F1 per observation) | " + " | ".join(args.observations) + " |")
+    print("|" + "---|" * (len(args.observations) + 1))
+    print("\n".join(per_observation))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ class Draft:
     model_name: str
     model_version: str
     sentences: list[DraftSentence]
+    context: ClinicalContext | None = None  # what a model trained with context read; None for one without
 
 
 class FindingsDrafter(Protocol):
@@ -118,10 +119,13 @@ class Drafter:
                 batch_size=self.settings.batch_size,
                 prefix=prefix,
             )
-        drafts = [Draft(self.model_name, self.model_version, []) for _ in studies]
+        read = [
+            (c or ClinicalContext()) if self.uses_context else None for c in contexts or [None] * len(studies)
+        ]
+        drafts = [Draft(self.model_name, self.model_version, [], read[i]) for i in range(len(studies))]
         for index, uid, text in zip(where, uids, texts, strict=True):
             sentences = [DraftSentence(s, uid) for s in split_sentences(text)]
-            drafts[index] = Draft(self.model_name, self.model_version, sentences)
+            drafts[index] = Draft(self.model_name, self.model_version, sentences, read[index])
         return drafts
 
 

@@ -57,25 +57,25 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
     ]
     if not images:
         return _record(ctx, study, {"status": "no radiograph in study", "sentences": []})
-    if url is not None:
-        # The service holds the model (on a GPU host, say) and batches studies from all workers.
-        from gateway.inference.client import draft_remote
+    from gateway.findings.context import indexed_context
 
-        payload = [(i.sop_instance_uid, i.path.read_bytes(), i.view_position) for i in images]
-        return _record(ctx, study, draft_remote(url, payload))
-    drafter = _drafter(settings.model_dump_json())
-    if drafter is None:
-        raise PermanentStageError(NO_MODEL)
-    context = None
-    if drafter.uses_context:
-        from gateway.findings.context import indexed_context
+    if url is not None:
+        # The service holds the model (on a GPU host, say) and batches studies from all workers; it reads the
+        # context only if its model was trained with it.
+        from gateway.inference.client import draft_remote
 
         with ctx.sessions() as session:
             context = indexed_context(session, study, [i.path for i in images])
-    draft = drafter.draft_studies([images], [context])[0]
+        payload = [(i.sop_instance_uid, i.path.read_bytes(), i.view_position) for i in images]
+        return _record(ctx, study, draft_remote(url, payload, context=context.to_json()))
+    drafter = _drafter(settings.model_dump_json())
+    if drafter is None:
+        raise PermanentStageError(NO_MODEL)
+    local = None
+    if drafter.uses_context:
+        with ctx.sessions() as session:
+            local = indexed_context(session, study, [i.path for i in images])
+    draft = drafter.draft_studies([images], [local])[0]
     from gateway.inference.findings import draft_to_json
 
-    content = draft_to_json(draft)
-    if context is not None:
-        content["context"] = context.to_json()  # what the model read: age, sex, indication
-    return _record(ctx, study, content)
+    return _record(ctx, study, draft_to_json(draft))
