@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-meteor", action="store_true")
     parser.add_argument("--observations", nargs="*", default=_OBSERVATIONS)
+    parser.add_argument("--reuse", action="store_true", help="score the checkpoints already under --out")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     epochs = {**_EPOCHS, **{k: int(v) for k, v in (e.split("=", 1) for e in args.epochs)}}
@@ -85,7 +86,8 @@ def main() -> None:
                 context=context,
             )
             start = time.perf_counter()
-            train(records, folder, options, {"format": args.format, "path": str(args.data)})
+            if not (args.reuse and (folder / "best" / "config.json").is_file()):
+                train(records, folder, options, {"format": args.format, "path": str(args.data)})
             trained = time.perf_counter() - start
             checkpoint = load_checkpoint(folder)
             result = evaluate(
