@@ -15,14 +15,14 @@ training manifest) and by the ``draft_findings`` stage (serving), so train and s
 - age: the patient's birth date (index) at the study date;
 - sex: the patient's sex (index: DICOM Patient's Sex, or an ADT update);
 - indication, first found of:
-  1. the order as the modality received it from the worklist, in the image header: Reason for the Requested
+  1. the EMR's order received over HL7 (``orders``, :mod:`gateway.hl7.orders`): its reason for study
+     (OBR-31, else OBR-13), matched to the study by Study Instance UID or accession number, as the
+     ServiceRequest's ``reasonCode`` also shows it;
+  2. the order as the modality received it from the worklist, in the image header: Reason for the Requested
      Procedure (0040,1002), directly or in the Request Attributes Sequence (0040,0275), then Reason for Study
      (0032,1030);
-  2. the INDICATION section of the report ``read_report`` read (the pipeline reads the report before it
+  3. the INDICATION section of the report ``read_report`` read (the pipeline reads the report before it
      drafts, so a study whose report came with it has the same indication in training and in serving).
-
-The gateway's HL7 order table (``orders``, :mod:`gateway.hl7.orders`) holds no reason for the study (OBR-31),
-and the FHIR ServiceRequest is one the gateway writes, not one it receives; neither is a source here yet.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ __all__ = [
     "encode_prefixes",
     "header_indication",
     "indexed_context",
+    "order_reason",
     "prefix_words",
     "report_indication",
     "study_context",
@@ -158,9 +159,10 @@ def study_context(
     study_date: str | None,
     image_paths: Sequence[Path],
     report: Mapping[str, Any] | None,
+    order_reason: str | None = None,
 ) -> ClinicalContext:
     """The context of one study from what the index holds (see the module docstring for the order)."""
-    indication = header_indication(image_paths) or report_indication(report)
+    indication = (order_reason or "").strip() or header_indication(image_paths) or report_indication(report)
     return ClinicalContext(
         age_at(birth_date, study_date), (sex or "").strip().upper()[:1] or None, indication
     )
@@ -191,4 +193,19 @@ def indexed_context(session: Session, study: Study, image_paths: Sequence[Path])
         study_date=study.study_date,
         image_paths=image_paths,
         report=(report.content or {}) if report is not None else None,
+        order_reason=order_reason(session, study),
     )
+
+
+def order_reason(session: Session, study: Study) -> str | None:
+    """The reason for study of the newest HL7 order for ``study`` (by Study Instance UID, else accession)."""
+    from sqlalchemy import or_, select
+
+    from gateway.index.models import Order
+
+    keys = [Order.study_instance_uid == study.study_instance_uid]
+    if study.accession_number:
+        keys.append(Order.accession_number == study.accession_number)
+    return session.scalars(
+        select(Order.reason).where(or_(*keys)).order_by(Order.updated_at.desc()).limit(1)
+    ).first()

@@ -31,7 +31,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.findings.context import study_context
+from gateway.findings.context import order_reason, study_context
 from gateway.index.models import Document, DraftReview, Instance, Patient, Series, Study
 
 __all__ = [
@@ -301,6 +301,7 @@ def export_archive(sessions: sessionmaker[Session], out: Path, options: ExportOp
                 study_date=study.study_date,
                 image_paths=[Path(i.path) for i, _ in images],
                 report=(report.content or {}) if report is not None else None,
+                order_reason=order_reason(session, study),
             )
             indication = clinical.indication or ""
             context: dict[str, object] = clinical.to_json()

@@ -2,7 +2,8 @@
 
 - ORM^O01 (HL7 2.3-2.5, IHE SWF RAD-2/RAD-4): ORC-1 order control, ORC-2/OBR-2 placer and ORC-3/OBR-3
   filler order numbers, OBR-4 requested procedure, OBR-18 accession number, OBR-19 requested procedure id,
-  OBR-24 modality, ZDS-1 Study Instance UID.
+  OBR-24 modality, OBR-31 reason for study (else OBR-13 relevant clinical information), ZDS-1 Study Instance
+  UID.
 - OMI^O23 (2.5+): the same ORC/OBR, and IPC-1 accession, IPC-2 requested procedure id, IPC-3 Study Instance
   UID, IPC-5 modality.
 - ADT^A08 (update patient information) and ADT^A40 (merge patient: MRG-1 is the prior identifier).
@@ -49,6 +50,9 @@ class OrderData:
     requested_procedure: str | None
     modality: str | None
     study_instance_uid: str | None
+    #: Why the study was ordered (OBR-31 text, else its code; else OBR-13), the indication a findings model
+    #: may be conditioned on (gateway.findings.context).
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,7 @@ def parse_inbound(er7: str) -> Inbound:
         requested_procedure=_field(obr, 4, 2) or _field(obr, 4, 1) or None,
         modality=_field(ipc, 5) or _field(obr, 24) or None,
         study_instance_uid=_field(ipc, 3) or _field(zds, 1, 1) or None,
+        reason=_field(obr, 31, 2) or _field(obr, 31, 1) or _field(obr, 13) or None,
     )
     return Inbound(
         trigger, control, app, facility, patient=patient, order=order, visit=visit_of(segs.get("PV1"))

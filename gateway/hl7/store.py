@@ -38,6 +38,7 @@ def store_inbound(session: Session, inbound: Inbound) -> str:
         row.requested_procedure_id = o.requested_procedure_id or row.requested_procedure_id
         row.requested_procedure = (o.requested_procedure or row.requested_procedure or "")[:256] or None
         row.modality = o.modality or row.modality
+        row.reason = (o.reason or row.reason or "")[:256] or None
         row.study_instance_uid = o.study_instance_uid or row.study_instance_uid
         row.order_control = o.order_control
         row.visit = inbound.visit or row.visit

@@ -236,6 +236,8 @@ class Order(Base):
     modality: Mapped[str | None] = mapped_column(String(16))
     study_instance_uid: Mapped[str | None] = mapped_column(String(64), index=True)
     order_control: Mapped[str | None] = mapped_column(String(8))
+    #: Reason for study (OBR-31) as the order gave it: ServiceRequest.reasonCode and the findings context.
+    reason: Mapped[str | None] = mapped_column(String(256))
     #: PV1 of the order or a later ADT (patient class, location, attending, visit number), for the ORU.
     visit: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     message_type: Mapped[str] = mapped_column(String(16))

@@ -124,6 +124,7 @@ def test_order_numbers_reach_fhir_and_oru(
                 filler_number="FI-7",
                 patient_id="PAT-7",
                 requested_procedure="CT chest",
+                reason="Cough",
                 order_control="NW",
                 message_type="ORM^O01",
                 visit={"patient_class": "E", "location": ["ER", "3"], "attending": ["D-5", "Invented"]},
@@ -145,9 +146,31 @@ def test_order_numbers_reach_fhir_and_oru(
     types = {i["type"]["coding"][0]["code"]: i["value"] for i in request.body["identifier"]}
     assert types == {"ACSN": "ACC-7", "PLAC": "PL-7", "FILL": "FI-7"}
     assert request.body["code"] == {"text": "CT chest"}
+    assert request.body["reasonCode"] == [{"text": "Cough"}]
     assert report.body["basedOn"] == [{"reference": f"ServiceRequest/{request.resource_id}"}]
     [row] = _rows(sessions)
     obr = next(s for s in row.payload["er7"].split("\r") if s.startswith("OBR")).split("|")
     assert (obr[2], obr[3], obr[18]) == ("PL-7", "FI-7", "ACC-7")
     pv1 = next(s for s in row.payload["er7"].split("\r") if s.startswith("PV1")).split("|")
     assert (pv1[2], pv1[3], pv1[7]) == ("E", "ER^3", "D-5^Invented")
+
+
+def test_order_reason_in_r4_and_r5() -> None:
+    from gateway.fhir.order import OrderFacts, apply_order
+    from gateway.fhir.validate import validate_resource
+
+    request = {
+        "resourceType": "ServiceRequest",
+        "id": "sr1",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+    }
+    order = OrderFacts("PL-1", None, "CT chest", None, "NW", "Cough")
+    [r4] = apply_order([request], order, "R4")
+    [r5] = apply_order([request], order, "R5")
+    assert r4["reasonCode"] == [{"text": "Cough"}] and "reason" not in r4
+    assert r5["reason"] == [{"concept": {"text": "Cough"}}] and "reasonCode" not in r5
+    assert r4["code"] == {"text": "CT chest"} and r5["code"] == {"concept": {"text": "CT chest"}}
+    validate_resource(r4, "R4")
+    validate_resource(r5, "R5")

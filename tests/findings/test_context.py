@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.findings.checkpoint import load_checkpoint
 from gateway.findings.context import (
@@ -14,6 +16,8 @@ from gateway.findings.context import (
     age_at,
     encode_prefixes,
     header_indication,
+    indexed_context,
+    order_reason,
     prefix_words,
     report_indication,
     study_context,
@@ -26,6 +30,7 @@ from gateway.findings.settings import FindingsSettings
 from gateway.findings.synthetic import INDICATIONS, generate, write_dataset, write_dicom
 from gateway.findings.text import TextRules, Vocabulary
 from gateway.findings.training import TrainOptions, batch_targets, decode, train
+from gateway.index.models import Order, Patient, Study
 
 RULES = TextRules.for_protocol("r2gen")
 ARCHITECTURES = ["cnn-lstm", "attention", "vit-gpt2"]
@@ -175,6 +180,39 @@ def test_context_sources(tmp_path: Path) -> None:
     assert study_context(
         birth_date=None, sex=None, study_date=None, image_paths=[plain], report=document
     ) == ClinicalContext(None, None, "Cough.")
+    # the EMR's own order (HL7 OBR-31) comes before what the modality copied into the header
+    assert study_context(
+        birth_date=None,
+        sex=None,
+        study_date=None,
+        image_paths=[plain, ordered],
+        report=document,
+        order_reason="Chest pain",
+    ) == ClinicalContext(None, None, "Chest pain")
+
+
+def test_order_reason_from_the_hl7_order(sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    with sessions.begin() as session:
+        patient = Patient(patient_id="P-1", issuer="HOSP", birth_date="19600101", sex="M")
+        session.add(patient)
+        session.flush()
+        by_uid = Study(study_instance_uid="1.2.3.1", patient_fk=patient.id, study_date="20260101")
+        by_accession = Study(study_instance_uid="1.2.3.2", patient_fk=patient.id, accession_number="ACC-2")
+        neither = Study(study_instance_uid="1.2.3.3", patient_fk=patient.id, accession_number="ACC-3")
+        session.add_all([by_uid, by_accession, neither])
+        session.add_all(
+            [
+                Order(study_instance_uid="1.2.3.1", reason="Dyspnoea", message_type="ORM^O01"),
+                Order(accession_number="ACC-2", reason="Fever", message_type="OMI^O23"),
+                Order(accession_number="ACC-9", reason="Other study", message_type="ORM^O01"),
+            ]
+        )
+    with sessions() as session:
+        studies = {s.study_instance_uid: s for s in session.scalars(select(Study))}
+        assert order_reason(session, studies["1.2.3.1"]) == "Dyspnoea"
+        assert order_reason(session, studies["1.2.3.2"]) == "Fever"
+        assert order_reason(session, studies["1.2.3.3"]) is None
+        assert indexed_context(session, studies["1.2.3.1"], []) == ClinicalContext(66, "M", "Dyspnoea")
 
 
 def test_train_with_context_keeps_the_flag_and_drafts(tmp_path: Path) -> None:

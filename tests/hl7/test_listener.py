@@ -23,7 +23,7 @@ from gateway.index.models import Order, Patient, PatientMerge
 
 
 def _obr(**fields: str) -> str:
-    values = [""] * 25
+    values = [""] * max(25, *(int(key[1:]) + 1 for key in fields))
     values[0] = "OBR"
     for key, value in fields.items():
         values[int(key[1:])] = value
@@ -35,7 +35,16 @@ ORM = "\r".join(
         "MSH|^~\\&|RIS|HOSP|GATEWAY|RAD|20261201040000||ORM^O01|CTRL1|P|2.3.1",
         "PID|1||PAT-9^^^HOSP^MR||Invented^Person||19800101|F",
         "ORC|NW|PL-9^RIS|FI-9^PACS",
-        _obr(f1="1", f2="PL-9", f3="FI-9", f4="CTCHEST^CT chest^L", f18="ACC-9", f19="RP-9", f24="CT"),
+        _obr(
+            f1="1",
+            f2="PL-9",
+            f3="FI-9",
+            f4="CTCHEST^CT chest^L",
+            f18="ACC-9",
+            f19="RP-9",
+            f24="CT",
+            f31="R05^Cough^I10",
+        ),
         "ZDS|1.2.3.4.5^100^Application^DICOM",
     ]
 )
@@ -45,7 +54,7 @@ OMI = "\r".join(
         "PID|1||PAT-10^^^HOSP^MR||测试^患者",
         "ORC|NW|PL-10|FI-10",
         "TQ1|1",
-        _obr(f1="1", f2="PL-10", f3="FI-10", f4="MRHEAD^头部磁共振^L"),
+        _obr(f1="1", f2="PL-10", f3="FI-10", f4="MRHEAD^头部磁共振^L", f13="术后复查"),
         "IPC|ACC-10|RP-10|1.2.3.9|SPS-1|MR",
     ]
 )
@@ -66,6 +75,8 @@ def test_parse_orm_and_omi() -> None:
         "MR",
     )
     assert omi.requested_procedure == "头部磁共振"
+    # the reason for study: OBR-31's text, else OBR-13 (relevant clinical information)
+    assert (orm.reason, omi.reason) == ("Cough", "术后复查")
 
 
 @pytest.fixture
@@ -103,6 +114,7 @@ def test_orders_stored_and_acknowledged(listener: Hl7Listener, sessions: session
             ("ACC-10", "PL-10", "FI-10", "MR"),
         ]
         assert orders[1].requested_procedure == "头部磁共振"
+        assert [o.reason for o in orders] == ["Cough", "术后复查"]
     cancel = ORM.replace("ORC|NW", "ORC|CA").replace("CTRL1", "CTRL3")
     [ack] = _send(listener.port, cancel)
     assert str(ack.segment("MSA")(1)) == "AA"

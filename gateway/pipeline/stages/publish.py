@@ -234,6 +234,7 @@ def order_of(ctx: StageContext, study: Study) -> OrderFacts | None:
         row.requested_procedure,
         row.requested_procedure_id,
         row.order_control,
+        row.reason,
     )
 
 
@@ -252,7 +253,7 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
     resources = build_resources(inp)
     if draft_review is not None and inp.draft and inp.draft.get("sentences"):
         resources = apply_draft_review(resources, draft_review, inp)
-    resources = apply_order(resources, order_of(ctx, study))
+    resources = apply_order(resources, order_of(ctx, study), inp.version)
     try:
         for resource in resources:
             validate_resource(resource, inp.version)
