@@ -123,6 +123,12 @@ class DicomSettings(Section):
     dul_idle_sleep: float = Field(
         default=0.001, gt=0, le=0.1, description="seconds pynetdicom's DUL thread sleeps on an idle socket"
     )
+    group_commit_window: float = Field(
+        default=0.0,
+        ge=0,
+        le=0.05,
+        description="seconds a group commit waits for more C-STOREs to join it (0: groups form on their own)",
+    )
     context_mismatch: Literal["refuse", "accept"] = Field(
         default="refuse", description="a data set whose SOP class is not its presentation context's"
     )
