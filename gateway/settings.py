@@ -121,7 +121,15 @@ class DicomSettings(Section):
         default=10.0, gt=0, description="seconds a C-STORE waits for a busy index before 0xA700"
     )
     dul_idle_sleep: float = Field(
-        default=0.001, gt=0, le=0.1, description="seconds pynetdicom's DUL thread sleeps on an idle socket"
+        default=0.001,
+        gt=0,
+        le=0.1,
+        description="with dul_wakeup = poll: seconds pynetdicom's DUL thread sleeps on an idle socket",
+    )
+    dul_wakeup: Literal["event", "poll"] = Field(
+        default="event",
+        description="event: the DUL thread waits in select() for the socket or a response to send; "
+        "poll: pynetdicom's own loop, sleeping dul_idle_sleep when idle",
     )
     group_commit_window: float = Field(
         default=0.0,

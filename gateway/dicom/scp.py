@@ -78,6 +78,7 @@ def limits(settings: Settings) -> Limits:
         max_associate_rq_bytes=dicom.max_associate_rq_bytes,
         max_pdu_bytes=dicom.max_pdu_bytes,
         dul_idle_sleep=dicom.dul_idle_sleep,
+        dul_wakeup=dicom.dul_wakeup,
     )
 
 
