@@ -17,14 +17,17 @@ bad row never fails the others; a busy index fails the group with :class:`OutOfR
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from gateway.errors import IndexError_, OutOfResources, StoreError
@@ -61,6 +64,10 @@ class GroupCommitter:
         max_group: int = 256,
     ) -> None:
         self._engine = engine.execution_options(**{BUSY_TIMEOUT: busy_timeout})
+        # Only the leader writes, so one connection, kept open, serves every group (no pool checkout,
+        # return and reset per group); it is replaced after an error.
+        self._conn: Connection | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         self._fsync = fsync
         self._window = window
         self._max_group = max_group
@@ -110,7 +117,7 @@ class GroupCommitter:
             try:
                 fsync_directories(d for pending in group for d in pending.directories)
             except OSError as exc:
-                error = StoreError(f"cannot sync the store's directories: {exc.strerror}")
+                error: Exception = StoreError(f"cannot sync the store's directories: {exc.strerror}")
                 for pending in group:
                     pending.done.set_exception(error)
                 return
@@ -164,15 +171,39 @@ class GroupCommitter:
 
     def _write(self, rows: list[InstanceRow]) -> list[RecordedInstance]:
         try:
-            with self._engine.begin() as conn:
+            if self._conn is None or self._conn.closed or self._conn.invalidated:
+                self._drop_connection()
+                self._conn = self._engine.connect()
+                # Closed properly also when the committer is dropped without close() (tests, CLI import).
+                self._finalizer = weakref.finalize(self, _close_quietly, self._conn)
+            conn = self._conn
+            with conn.begin():
                 results = record_instances(conn, rows, cache=self._ids)
         except (IntegrityError, OperationalError) as exc:
             self._ids.discard()
+            self._drop_connection()
             if is_busy(exc):
                 raise OutOfResources("index busy (a long write elsewhere); try again later") from exc
             raise
         except BaseException:
             self._ids.discard()
+            self._drop_connection()
             raise
         self._ids.commit()
         return results
+
+    def _drop_connection(self) -> None:
+        self._conn = None
+        if self._finalizer is not None:
+            self._finalizer()
+            self._finalizer = None
+
+    def close(self) -> None:
+        """Give the writing connection back (an SCP that stops; tests that dispose of the engine)."""
+        with self._cond:
+            self._drop_connection()
+
+
+def _close_quietly(conn: Connection) -> None:
+    with contextlib.suppress(Exception):
+        conn.close()

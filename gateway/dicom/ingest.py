@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from pydicom.dataset import Dataset
-from sqlalchemy import Engine, bindparam, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.dicom.attributes import InstanceAttributes, extract_attributes, read_indexed
@@ -33,7 +32,7 @@ from gateway.dicom.structure import (
     inflate_bounded,
 )
 from gateway.errors import DuplicateRejected, IndexError_, InvalidInstance, OutOfResources, StoreError
-from gateway.index.db import READ_ONLY, is_busy
+from gateway.index.lookup import StoredLookup
 from gateway.index.models import Instance
 from gateway.index.repo import InstanceRow
 from gateway.metrics import Metrics
@@ -42,9 +41,6 @@ from gateway.store.files import HOST, file_chunks, pid_alive, write_renamed
 from gateway.store.instances import instance_path
 
 log = logging.getLogger(__name__)
-
-# The duplicate check: a Core statement built once (SQLAlchemy caches its compiled form).
-_EXISTING = select(Instance.digest, Instance.path).where(Instance.sop_instance_uid == bindparam("sop"))
 
 Outcome = Literal["stored", "replaced", "duplicate-kept", "duplicate-identical"]
 
@@ -69,7 +65,7 @@ class Ingest:
         # The duplicate check reads without taking SQLite's write lock at all; writes go through the group
         # committer, which waits for a busy index only briefly (then 0xA700, which senders retry).
         self._sessions = sessions
-        self._reads = bind.execution_options(**{READ_ONLY: True})
+        self._stored = StoredLookup(bind)
         self._committer = GroupCommitter(
             bind,
             busy_timeout=settings.dicom.index_busy_timeout,
@@ -86,6 +82,11 @@ class Ingest:
     @property
     def settings(self) -> Settings:
         return self._settings
+
+    def close(self) -> None:
+        """Give back the index connections kept open for the C-STORE path."""
+        self._stored.close()
+        self._committer.close()
 
     def _intend(self, path: Path) -> Path:
         marker = self._intents / f"{secrets.token_hex(8)}.{HOST}.{os.getpid()}"
@@ -199,13 +200,10 @@ class Ingest:
 
         policy = self._settings.dicom.duplicate_policy
         try:
-            with self._reads.connect() as conn:
-                existing = conn.execute(_EXISTING, {"sop": attrs.sop_instance_uid}).one_or_none()
-        except SQLAlchemyError as exc:
+            existing = self._stored.find(attrs.sop_instance_uid)
+        except IndexError_:
             log.debug("index read failed", exc_info=True)
-            if is_busy(exc):
-                raise OutOfResources("index busy; try again later") from exc
-            raise IndexError_(f"index read failed: {type(exc).__name__}") from exc
+            raise
         existing_digest, existing_path = (
             (existing.digest, existing.path) if existing is not None else (None, None)
         )

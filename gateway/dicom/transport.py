@@ -523,6 +523,11 @@ class GuardedServer(ThreadedAssociationServer):
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
 
+    def service_actions(self) -> None:
+        """Nothing: pynetdicom's server runs a full ``gc.collect()`` every few listener polls here, which
+        holds the GIL and stalls every association for as long as the heap takes to walk. The interpreter's
+        own collector frees finished associations (reference cycles) as it frees anything else."""
+
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         assert self.socket is not None
         client, address = self.socket.accept()

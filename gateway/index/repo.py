@@ -287,14 +287,14 @@ def record_instances(
     if new:
         conn.execute(insert(instances), new)
     for v in values:
-        if v["sop_instance_uid"] in existing:
-            conn.execute(
-                update(instances)
-                .where(instances.c.id == existing[v["sop_instance_uid"]])
-                .values({k: x for k, x in v.items() if k != "sop_instance_uid"})
-            )
+        found = existing.get(str(v["sop_instance_uid"]))
+        if found is not None:
+            changes = {k: x for k, x in v.items() if k != "sop_instance_uid"}
+            conn.execute(update(instances).where(instances.c.id == found).values(changes))
     return [
-        RecordedInstance(study_fk=fk, reopened=reopened[fk], new_instance=v["sop_instance_uid"] not in existing)
+        RecordedInstance(
+            study_fk=fk, reopened=reopened[fk], new_instance=str(v["sop_instance_uid"]) not in existing
+        )
         for v, fk in zip(values, study_fks, strict=True)
     ]
 
