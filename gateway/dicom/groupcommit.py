@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +63,9 @@ class GroupCommitter:
         fsync: bool = True,
         window: float = 0.0,
         max_group: int = 256,
+        on_commit: Callable[[int], None] | None = None,
     ) -> None:
+        self._on_commit = on_commit
         self._engine = engine.execution_options(**{BUSY_TIMEOUT: busy_timeout})
         # Only the leader writes, so one connection, kept open, serves every group (no pool checkout,
         # return and reset per group); it is replaced after an error.
@@ -141,10 +144,15 @@ class GroupCommitter:
             for pending in group:
                 pending.done.set_exception(error)
             return
-        self.groups += 1
-        self.rows += len(group)
+        self._committed(len(group))
         for pending, result in zip(group, results, strict=True):
             pending.done.set_result(result)
+
+    def _committed(self, rows: int) -> None:
+        self.groups += 1
+        self.rows += rows
+        if self._on_commit is not None:
+            self._on_commit(rows)
 
     def _commit_alone(self, pending: _Pending) -> None:
         """One row in its own transaction, retried once when another writer raced us to a row."""
@@ -164,8 +172,7 @@ class GroupCommitter:
                 log.debug("index write failed", exc_info=True)
                 pending.done.set_exception(IndexError_(f"index write failed: {type(exc).__name__}"))
                 return
-            self.groups += 1
-            self.rows += 1
+            self._committed(1)
             pending.done.set_result(result)
             return
 
@@ -179,7 +186,7 @@ class GroupCommitter:
             conn = self._conn
             with conn.begin():
                 results = record_instances(conn, rows, cache=self._ids)
-        except (IntegrityError, OperationalError) as exc:
+        except Exception as exc:
             self._ids.discard()
             self._drop_connection()
             if is_busy(exc):

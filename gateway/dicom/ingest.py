@@ -71,6 +71,7 @@ class Ingest:
             busy_timeout=settings.dicom.index_busy_timeout,
             fsync=settings.dicom.fsync,
             window=settings.dicom.group_commit_window,
+            on_commit=lambda rows: metrics.index_commits.inc(),
         )
         self._metrics = metrics
         self._root = settings.store_dir
@@ -85,6 +86,11 @@ class Ingest:
 
     def close(self) -> None:
         """Give back the index connections kept open for the C-STORE path."""
+        if self._committer.groups:
+            log.info(
+                "index commits for received instances",
+                extra={"rows": self._committer.rows, "groups": self._committer.groups},
+            )
         self._stored.close()
         self._committer.close()
 
