@@ -8,9 +8,12 @@ lock for minutes: C-STOREs waited, and so did every job's lease renewal. Here th
    :func:`gateway.fhir.store.save_resources`: reconciled report status, unchanged content adds no version);
 2. **stage** (small commits of ``STAGE_ROWS`` rows): insert the new versions with ``is_current`` false,
    so searches and reads of current resources do not see them, with their identifier tokens;
-3. **switch** (one short transaction): make the staged rows current and the previous ones not, by id,
-   and queue the outgoing messages with them (:func:`gateway.delivery.enqueue_publication`): a reader sees
-   the whole publication or none of it, as before.
+3. **switch**: make the staged rows current and the previous ones not, by id, in small commits of
+   ``STAGE_ROWS`` - every resource but the reports first, then, in one short last transaction, the
+   DiagnosticReports with the outgoing messages (:func:`gateway.delivery.enqueue_publication`). So a
+   reader never sees a report whose Observations are missing, and messages leave only for a report that
+   is current. (While the switch runs, a search may return some Observations of the new version beside
+   others of the old one; the report that lists them switches last.)
 
 A publication that dies between 2 and 3 leaves staged rows that never became current; they are found by
 their version being above the current one (or there being no current one) and removed at the next plan.
@@ -21,11 +24,12 @@ current, or a version number is taken); the stage is then retried like any trans
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, and_, delete, insert, or_, select, update
+from sqlalchemy import Engine, Table, and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.errors import StageError
@@ -36,9 +40,15 @@ from gateway.fhir.store import (
     reconcile_report,
     search_columns,
 )
+from gateway.index.db import READ_ONLY
 from gateway.index.models import FhirIdentifier, FhirResource, utcnow
 
-STAGE_ROWS = 200  # rows per staging commit: each holds SQLite's write lock for milliseconds
+log = logging.getLogger(__name__)
+
+STAGE_ROWS = 200  # rows per staging (and switching) commit: each holds SQLite's write lock briefly
+# Switched last, with the outgoing messages: a report becomes current only once every resource it
+# references is.
+REPORT_TYPES = frozenset({"DiagnosticReport"})
 _KEYS_PER_QUERY = 400  # keys per bulk read (SQLite allows 32,766 bound parameters; two per key here)
 
 T = TypeVar("T")
@@ -140,7 +150,12 @@ def save_publication(
     ``enqueue`` queues the outgoing messages inside the switch transaction, given the current bodies.
     """
     now = now or utcnow()
-    with sessions() as session:
+    bind = sessions.kw.get("bind")
+    # A read-only transaction: on SQLite a plain one would begin IMMEDIATE and hold the write lock.
+    reads = sessions
+    if isinstance(bind, Engine):
+        reads = sessionmaker(bind.execution_options(**{READ_ONLY: True}))
+    with reads() as session:
         the_plan = plan(session, resources, now)
     fr, fi = _table(FhirResource), _table(FhirIdentifier)
     for stale in _chunks(the_plan.stale_ids, STAGE_ROWS):
@@ -179,16 +194,67 @@ def save_publication(
             if tokens:
                 conn.execute(insert(fi), tokens)
             staged += ids
-    previous = [p.previous_id for p in the_plan.versions if p.previous_id is not None]
-    with sessions.begin() as session:
-        conn = session.connection()
-        for part_ids in _chunks(previous, _KEYS_PER_QUERY):
-            done = conn.execute(
-                update(fr).where(fr.c.id.in_(part_ids), fr.c.is_current.is_(True)).values(is_current=False)
-            )
-            if getattr(done, "rowcount", len(part_ids)) != len(part_ids):
-                raise StageError("a resource of this publication was changed by another publisher")
-        for part_ids in _chunks(staged, _KEYS_PER_QUERY):
-            conn.execute(update(fr).where(fr.c.id.in_(part_ids)).values(is_current=True))
-        queued = enqueue(session, the_plan.bodies)
+    new_ids = dict(zip(((p.resource_type, p.resource_id) for p in the_plan.versions), staged, strict=True))
+    parts = [p for p in the_plan.versions if p.resource_type not in REPORT_TYPES]
+    reports = [p for p in the_plan.versions if p.resource_type in REPORT_TYPES]
+    switched: list[Planned] = []
+    try:
+        for part in _chunks(parts, STAGE_ROWS):
+            with sessions.begin() as session:
+                _switch(session, part, new_ids)
+            switched += part
+        with sessions.begin() as session:
+            _switch(session, reports, new_ids)
+            queued = enqueue(session, the_plan.bodies)
+    except BaseException:
+        # Back to the previous versions, then the staged rows go (best effort; what a killed process
+        # leaves, the next plan removes, and the retried stage switches again).
+        _switch_back(sessions, switched, new_ids)
+        _discard(sessions, staged)
+        raise
     return the_plan.summary, queued
+
+
+def _switch_back(
+    sessions: sessionmaker[Session], switched: list[Planned], new_ids: dict[tuple[str, str], int]
+) -> None:
+    fr = _table(FhirResource)
+    try:
+        for part in _chunks(switched, STAGE_ROWS):
+            with sessions.begin() as session:
+                conn = session.connection()
+                ids = [new_ids[(p.resource_type, p.resource_id)] for p in part]
+                conn.execute(update(fr).where(fr.c.id.in_(ids)).values(is_current=False))
+                previous = [p.previous_id for p in part if p.previous_id is not None]
+                if previous:
+                    conn.execute(update(fr).where(fr.c.id.in_(previous)).values(is_current=True))
+    except Exception:
+        log.warning("a failed publication could not be switched back; the retry completes it", exc_info=True)
+
+
+def _switch(session: Session, versions: Sequence[Planned], new_ids: dict[tuple[str, str], int]) -> None:
+    """Make ``versions`` current and their previous versions not, in the caller's transaction."""
+    fr = _table(FhirResource)
+    conn = session.connection()
+    previous = [p.previous_id for p in versions if p.previous_id is not None]
+    if previous:
+        done = conn.execute(
+            update(fr).where(fr.c.id.in_(previous), fr.c.is_current.is_(True)).values(is_current=False)
+        )
+        if getattr(done, "rowcount", len(previous)) != len(previous):
+            raise StageError("a resource of this publication was changed by another publisher")
+    ids = [new_ids[(p.resource_type, p.resource_id)] for p in versions]
+    if ids:
+        conn.execute(update(fr).where(fr.c.id.in_(ids)).values(is_current=True))
+
+
+def _discard(sessions: sessionmaker[Session], staged: list[int]) -> None:
+    """Remove staged rows of a publication whose switch failed (small commits, best effort)."""
+    fr, fi = _table(FhirResource), _table(FhirIdentifier)
+    try:
+        for part in _chunks(staged, STAGE_ROWS):
+            with sessions.begin() as session:
+                session.execute(delete(fi).where(fi.c.resource_fk.in_(part)))
+                session.execute(delete(fr).where(fr.c.id.in_(part), fr.c.is_current.is_(False)))
+    except Exception:
+        log.warning("staged resources of a failed publication left for the next attempt", exc_info=True)
