@@ -23,8 +23,10 @@ current, or a version number is taken); the stage is then retried like any trans
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -51,7 +53,26 @@ STAGE_ROWS = 200  # rows per staging (and switching) commit: each holds SQLite's
 REPORT_TYPES = frozenset({"DiagnosticReport"})
 _KEYS_PER_QUERY = 400  # keys per bulk read (SQLite allows 32,766 bound parameters; two per key here)
 
+# After each of its commits a publication pauses this many times as long as the commit took: SQLite's
+# lock is not fair (a waiter polls with growing sleeps), and back-to-back commits would keep a C-STORE or a
+# lease renewal from ever getting it. Ingest gets the lock at least two thirds of the time.
+YIELD_FACTOR = 2.0
+
 T = TypeVar("T")
+
+
+class _Paced:
+    """``sessions.begin()`` that yields the database to other writers after each commit."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[Session]:
+        started = time.monotonic()
+        with self._sessions.begin() as session:
+            yield session
+        time.sleep(YIELD_FACTOR * (time.monotonic() - started))
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -157,14 +178,15 @@ def save_publication(
         reads = sessionmaker(bind.execution_options(**{READ_ONLY: True}))
     with reads() as session:
         the_plan = plan(session, resources, now)
+    paced = _Paced(sessions)
     fr, fi = _table(FhirResource), _table(FhirIdentifier)
     for stale in _chunks(the_plan.stale_ids, STAGE_ROWS):
-        with sessions.begin() as session:
+        with paced.begin() as session:
             session.execute(delete(fi).where(fi.c.resource_fk.in_(stale)))
             session.execute(delete(fr).where(fr.c.id.in_(stale), fr.c.is_current.is_(False)))
     staged: list[int] = []
     for part in _chunks(the_plan.versions, STAGE_ROWS):
-        with sessions.begin() as session:
+        with paced.begin() as session:
             conn = session.connection()
             values = [
                 {
@@ -200,23 +222,23 @@ def save_publication(
     switched: list[Planned] = []
     try:
         for part in _chunks(parts, STAGE_ROWS):
-            with sessions.begin() as session:
+            with paced.begin() as session:
                 _switch(session, part, new_ids)
             switched += part
-        with sessions.begin() as session:
+        with paced.begin() as session:
             _switch(session, reports, new_ids)
             queued = enqueue(session, the_plan.bodies)
     except BaseException:
         # Back to the previous versions, then the staged rows go (best effort; what a killed process
         # leaves, the next plan removes, and the retried stage switches again).
-        _switch_back(sessions, switched, new_ids)
-        _discard(sessions, staged)
+        _switch_back(paced, switched, new_ids)
+        _discard(paced, staged)
         raise
     return the_plan.summary, queued
 
 
 def _switch_back(
-    sessions: sessionmaker[Session], switched: list[Planned], new_ids: dict[tuple[str, str], int]
+    sessions: _Paced, switched: list[Planned], new_ids: dict[tuple[str, str], int]
 ) -> None:
     fr = _table(FhirResource)
     try:
@@ -248,7 +270,7 @@ def _switch(session: Session, versions: Sequence[Planned], new_ids: dict[tuple[s
         conn.execute(update(fr).where(fr.c.id.in_(ids)).values(is_current=True))
 
 
-def _discard(sessions: sessionmaker[Session], staged: list[int]) -> None:
+def _discard(sessions: _Paced, staged: list[int]) -> None:
     """Remove staged rows of a publication whose switch failed (small commits, best effort)."""
     fr, fi = _table(FhirResource), _table(FhirIdentifier)
     try:
