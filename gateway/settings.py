@@ -144,6 +144,16 @@ class DicomSettings(Section):
     tls: TlsSettings = Field(default_factory=TlsSettings)
 
 
+class ImagingSettings(Section):
+    max_pixels: int = Field(
+        default=64_000_000,
+        ge=10_000,
+        description="largest frame (rows x columns) decoded at full size, checked before decoding: by "
+        "/images and DICOMweb rendering, the extract and align stages, and (unless reading.max_image_pixels "
+        "is set) the report reader; a larger baseline JPEG is decoded reduced, anything else refused",
+    )
+
+
 class PipelineSettings(Section):
     lease_seconds: float = Field(default=120.0, gt=0)
     max_attempts: int = Field(default=5, ge=1)
@@ -192,6 +202,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     reading: ReadingSettings = Field(default_factory=ReadingSettings)
+    imaging: ImagingSettings = Field(default_factory=ImagingSettings)
     findings: FindingsSettings = Field(default_factory=FindingsSettings)
     fhir: FhirSettings = Field(default_factory=FhirSettings)
     dicomweb: DicomwebSettings = Field(default_factory=DicomwebSettings)
@@ -203,6 +214,13 @@ class Settings(BaseSettings):
     @classmethod
     def _ae(cls, value: str) -> str:
         return _check_ae_title(value)
+
+    @model_validator(mode="after")
+    def _one_pixel_limit(self) -> Settings:
+        # One pixel limit for the whole gateway: the reader follows imaging.max_pixels unless told otherwise.
+        if "max_image_pixels" not in self.reading.model_fields_set:
+            self.reading.max_image_pixels = self.imaging.max_pixels
+        return self
 
     @property
     def index_url(self) -> str:
