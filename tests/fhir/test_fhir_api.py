@@ -207,3 +207,10 @@ def test_rendered_image(client: TestClient) -> None:
     assert client.get(f"/images/{STUDY_UID}.2.5.jpeg", headers=AUTH).headers["content-type"] == "image/jpeg"
     assert client.get("/images/1.2.3.png", headers=AUTH).status_code == 404
     assert client.get(f"/images/{STUDY_UID}.2.5.png?size=huge", headers=AUTH).status_code == 400
+
+
+def test_rendered_image_honours_the_pixel_limit_setting(published: dict[str, Any], tmp_path: Any) -> None:
+    settings = Settings.load(None, data_dir=tmp_path / "data", imaging={"max_pixels": 2048})  # below 64 x 64
+    app = Starlette(routes=build_fhir_routes(published["sessions"], settings, TOKEN))
+    res = TestClient(app).get(f"/images/{STUDY_UID}.2.5.png?size=32", headers=AUTH)
+    assert res.status_code != 200 and "pixel limit" in res.text
