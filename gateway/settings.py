@@ -147,7 +147,7 @@ class DicomSettings(Section):
 class ImagingSettings(Section):
     max_pixels: int = Field(
         default=64_000_000,
-        ge=1024,
+        ge=10_000,
         description="largest frame (rows x columns) decoded at full size, checked before decoding: by "
         "/images and DICOMweb rendering, the extract and align stages, and (unless reading.max_image_pixels "
         "is set) the report reader; a larger baseline JPEG is decoded reduced, anything else refused",

@@ -40,7 +40,7 @@ def test_the_reader_follows_the_imaging_limit_unless_set_apart(monkeypatch: pyte
     apart = Settings.load(None, reading={"max_image_pixels": 5_000_000})
     assert (apart.imaging.max_pixels, apart.reading.max_image_pixels) == (2_000_000, 5_000_000)
     with pytest.raises(ValueError, match="max_pixels"):
-        Settings.load(None, imaging={"max_pixels": 100})
+        Settings.load(None, imaging={"max_pixels": 1000})
 
 
 def test_rendering_for_images_refuses_above_the_setting(tmp_path: Path) -> None:
