@@ -22,6 +22,20 @@ null (a figure from another study, a figure or image that does not exist) is a f
 
 Generated cases are cached under ``--out`` (a case is rebuilt only when its truth.json is missing or from an
 older suite version), so a second run costs the reading and aligning only.
+
+Reader corrections as extra labelled cases: the review page's export (``/ui/study/{uid}/ground-truth.json``,
+"Export corrections") says, for each link a reader corrected, added or removed, which instance the sentence
+really shows (or that it shows none). ``--corrections DIR`` (repeatable) scores the aligner against it; DIR
+holds the export (``ground-truth*.json``), the study's DICOM files under ``dicom/`` (a WADO-RS retrieve of the
+study, or the gateway's store) and the report under ``report.*`` (a PDF, or the Encapsulated PDF / SR).
+Without ``--cases``/``--out`` only the corrections are scored:
+
+    .venv/bin/python benchmarks/align.py --corrections /data/review/1.2.840.99.1
+
+Each labelled link is one reference of method ``reader-corrections``: positive when the reader chose an
+instance (recall: the aligner names it for that sentence), negative when the reader removed the link
+(false: the aligner still links the sentence to the removed instance). The export has no neighbour truth,
+so "±1" equals "exact" there.
 """
 
 from __future__ import annotations
@@ -280,6 +294,50 @@ def _pick(
     return min(candidates, key=lambda k: outcomes[k].links)
 
 
+def corrections_manifest(folder: Path) -> dict[str, Any]:
+    """A case from a folder holding the review page's ground-truth export, ``dicom/`` and ``report.*``."""
+    exports = sorted(folder.glob("ground-truth*.json"))
+    reports = sorted(p for p in folder.glob("report.*") if p.is_file())
+    if not exports or not reports or not (folder / "dicom").is_dir():
+        raise SystemExit(f"{folder}: needs ground-truth*.json, report.* and dicom/ (see --help)")
+    truth = json.loads(exports[0].read_text())
+    if not isinstance(truth.get("links"), list):
+        raise SystemExit(f"{exports[0]}: not a review-page ground-truth export (no 'links')")
+    return {
+        "case": f"reader:{truth.get('study_instance_uid', folder.name)}",
+        "report": reports[0].name,
+        "corrections": truth["links"],
+    }
+
+
+def score_corrections(run: Run, corrections: Sequence[Mapping[str, Any]]) -> list[Outcome]:
+    """One outcome per labelled link of the review page's export (pure; see the module docstring)."""
+    outcomes = []
+    for item in corrections:
+        if item.get("source", "report") != "report":
+            continue  # drafted findings are linked by the model, not by the aligner
+        key = (item.get("paragraph"), item.get("sentence"))
+        text = norm(str(item.get("text") or ""))
+        sops = [
+            link.sop_instance_uid
+            for link in run.links
+            if link.source == "report"
+            and link.resolved
+            and link.sop_instance_uid
+            and ((link.paragraph, link.sentence) == key or (text and norm(link.text) == text))
+        ]
+        truth = None if item.get("removed") else item.get("sop_instance_uid")
+        o = Outcome(run.case, "reader-corrections", ["corrections", "copy:text-layer"], truth is not None)
+        if truth is not None:
+            o.links = len(sops)
+            o.links_exact = o.links_near = sops.count(truth)
+            o.exact = o.near = truth in sops
+        else:
+            o.links = sops.count(item.get("was"))  # the removed link made again
+        outcomes.append(o)
+    return outcomes
+
+
 def score_run(run: Run, manifest: Mapping[str, Any], only: str | None = None) -> Scored:
     refs = manifest["references"]
     sentences = [s["text"] for s in manifest["sentences"]]
@@ -474,11 +532,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--json", action="store_true", help="print machine-readable results instead of the table"
     )
     parser.add_argument("--json-out", type=Path, help="also write the machine-readable results here")
+    parser.add_argument(
+        "--corrections",
+        type=Path,
+        action="append",
+        default=[],
+        help="a folder with a review-page ground-truth export, dicom/ and report.* (repeatable)",
+    )
     args = parser.parse_args(argv)
     cv2.setNumThreads(2)
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     tmp: tempfile.TemporaryDirectory[str] | None = None
-    if args.cases:
+    if args.corrections and not args.cases and not args.out:
+        folders = []  # the readers' corrections only
+    elif args.cases:
         root = args.cases
         folders = sorted(p.parent for p in root.glob("*/truth.json"))
         if not args.large:
@@ -535,6 +602,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         score_run(run, manifest, args.only) for run, manifest in runs if not run.case.startswith("large-")
     ]
     outcomes = [o for s in scored for o in s.outcomes]
+    for folder in args.corrections:
+        manifest = corrections_manifest(folder)
+        run = run_case(folder, manifest, False, engine, settings, options)
+        log(
+            f"{run.case}: {len(manifest['corrections'])} labelled links"
+            + (f"  ERROR {run.error}" if run.error else "")
+        )
+        outcomes += score_corrections(run, manifest["corrections"])
     unattributed = [u for s in scored for u in s.unattributed]
     rows = table(outcomes, unattributed)
     regular = [r for r, _ in runs if not r.case.startswith("large-")]

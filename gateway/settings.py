@@ -54,6 +54,13 @@ class Peer(Section):
     ae_title: str
     hosts: list[str] = Field(default_factory=list, description="IP addresses or networks; empty = any host")
     port: int | None = Field(default=None, description="its SCP port, for Storage Commitment replies")
+    waits_for_commitment: bool = Field(
+        default=False,
+        description=(
+            "it keeps its association open after a Storage Commitment N-ACTION until the N-EVENT-REPORT "
+            "arrives (pynetdicom SCUs, dcm4che stgcmtscu); Orthanc does not, it needs `port`"
+        ),
+    )
 
     @field_validator("ae_title")
     @classmethod

@@ -8,6 +8,7 @@ endpoint and the SMART discovery document.
 from typing import Any
 
 from gateway.auth.core import Authenticator, AuthError, Principal, TokenError, smart_configuration
+from gateway.auth.links import LinkSigner
 from gateway.auth.routes import build_auth_routes
 
 _shared: dict[tuple[int, str], Authenticator] = {}
@@ -25,6 +26,7 @@ def authenticator(settings: Any, static_token: str) -> Authenticator:
 __all__ = [
     "AuthError",
     "Authenticator",
+    "LinkSigner",
     "Principal",
     "TokenError",
     "build_auth_routes",

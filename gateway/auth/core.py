@@ -30,7 +30,10 @@ from starlette.requests import Request
 from gateway.auth.bearer import bearer_credentials
 from gateway.auth.settings import AuthSettings, SmartClient
 
-Interaction = Literal["read", "search"]
+Interaction = Literal["read", "search", "create", "update", "delete"]
+#: SMART v2 permission letter of each interaction; v1 ``read`` covers r and s, v1 ``write`` covers c, u, d.
+_LETTER: dict[str, str] = {"read": "r", "search": "s", "create": "c", "update": "u", "delete": "d"}
+_V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ["RS384", "ES384"]
 OIDC_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
@@ -64,7 +67,7 @@ class Principal:
     kind: Literal["static", "smart", "oidc"]
 
     def allows(self, resource_type: str, interaction: Interaction) -> bool:
-        want = "r" if interaction == "read" else "s"
+        want = _LETTER[interaction]
         for scope in self.scopes:
             context, _, rest = scope.partition("/")
             rtype, _, perms = rest.partition(".")
@@ -75,7 +78,7 @@ class Principal:
             if rtype not in ("*", resource_type):
                 continue
             letters = perms.split("?")[0]
-            if letters in ("read", "*") or (
+            if want in _V1.get(letters, "") or (
                 letters.isalpha() and want in letters and set(letters) <= set("cruds")
             ):
                 return True
@@ -119,7 +122,8 @@ class Authenticator:
         if given is None:
             raise AuthError(401, "a bearer token is required")
         if self._static and hmac.compare_digest(given.encode(), self._static.encode()):
-            return Principal(STATIC_CLIENT, frozenset({"system/*.rs"}), "static")
+            # The operator's API token: read everything, and manage Subscriptions (as before scopes existed).
+            return Principal(STATIC_CLIENT, frozenset({"system/*.rs", "system/Subscription.cud"}), "static")
         if self._audit and hmac.compare_digest(given.encode(), self._audit.encode()):
             return Principal(AUDITOR, frozenset({"system/AuditEvent.rs"}), "static")
         now = time.time()

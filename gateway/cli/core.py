@@ -121,7 +121,7 @@ class _Runtime:
             self.delivery = DeliveryWorker(
                 settings.delivery,
                 self.sessions,
-                build_senders(settings.delivery, self.sessions, settings.ae_title),
+                build_senders(settings.delivery, self.sessions, settings.ae_title, settings.dicom),
                 periodic=[lambda: queue_heartbeats(self.sessions, fhir_base)],
             )
 

@@ -78,7 +78,7 @@ def cmd_deliver(args: argparse.Namespace, settings: Settings) -> int:
     worker = DeliveryWorker(
         settings.delivery,
         sessions,
-        build_senders(settings.delivery, sessions, settings.ae_title),
+        build_senders(settings.delivery, sessions, settings.ae_title, settings.dicom),
         periodic=[lambda: queue_heartbeats(sessions, fhir_base)],
     )
     if not (settings.delivery.hl7 or settings.delivery.fhir):

@@ -36,13 +36,20 @@ def enqueue_publication(
 
 
 def build_senders(
-    settings: DeliverySettings, sessions: Any = None, ae_title: str = "GATEWAY"
+    settings: DeliverySettings, sessions: Any = None, ae_title: str = "GATEWAY", dicom: Any = None
 ) -> dict[str, Any]:
     """The real sender of each configured channel, keyed by outbox ``kind``. Subscriptions are created at
-    run time, so with an index (``sessions``) their sender is always there."""
+    run time, so with an index (``sessions``) their sender is always there; so are Storage Commitment
+    reports whose first try failed, with ``dicom`` (:class:`gateway.settings.DicomSettings`) for the
+    peers' ports."""
     from gateway.delivery import fhir_push, oru, pacs, subscriptions
 
     senders: dict[str, Any] = {}
+    if sessions is not None and dicom is not None:
+        from gateway.dicom.commitment import KIND as COMMITMENT
+        from gateway.dicom.commitment import CommitmentSender
+
+        senders[COMMITMENT] = CommitmentSender(dicom, ae_title, sessions)
     if settings.pacs:
         senders[pacs.KIND] = pacs.PacsSender(settings.pacs, ae_title)
     if sessions is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from gateway.delivery import outbox
@@ -21,11 +22,12 @@ from gateway.delivery.settings import Hl7Destination
 from gateway.hl7.errors import Hl7Error
 from gateway.hl7.mllp import MllpClient, MllpEndpoint
 from gateway.hl7.oru import OruOptions, build_oru, codec
+from gateway.index.models import Order, Study
 
 KIND = "oru"
 
 
-def options(dest: Hl7Destination, message_id: str) -> OruOptions:
+def options(dest: Hl7Destination, message_id: str, visit: dict[str, Any] | None = None) -> OruOptions:
     return OruOptions(
         message_id=message_id,
         sending_application=dest.sending_application,
@@ -38,7 +40,22 @@ def options(dest: Hl7Destination, message_id: str) -> OruOptions:
         include_pdf=dest.include_pdf,
         image_links=dest.image_links,
         wado_base_url=dest.wado_base_url,
+        visit=visit,
     )
+
+
+def visit_of_study(session: Session, study_fk: int) -> dict[str, Any] | None:
+    """The visit (PV1) of the newest order for the study (by Study Instance UID, else accession)."""
+    study = session.get(Study, study_fk)
+    if study is None:
+        return None
+    keys = [Order.study_instance_uid == study.study_instance_uid]
+    if study.accession_number:
+        keys.append(Order.accession_number == study.accession_number)
+    visit = session.scalars(
+        select(Order.visit).where(or_(*keys)).order_by(Order.updated_at.desc()).limit(1)
+    ).first()
+    return dict(visit) if visit else None
 
 
 def enqueue_report(
@@ -58,10 +75,11 @@ def enqueue_report(
         return 0
     version = (report.get("meta") or {}).get("versionId", "1")
     order_key = str((report.get("subject") or {}).get("reference", ""))
+    visit = visit_of_study(session, study_fk) if destinations else None
     for dest in destinations:
         mid = outbox.message_id(KIND, dest.name, report["id"], version)
         try:
-            er7 = build_oru(resources, options(dest, mid))
+            er7 = build_oru(resources, options(dest, mid, visit))
             payload: dict[str, Any] = {
                 "er7": er7,
                 "charset": dest.charset,

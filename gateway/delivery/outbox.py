@@ -25,14 +25,17 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from gateway.delivery.settings import DeliverySettings
+from gateway.index import queue
 from gateway.index.models import Outbox, utcnow
 from gateway.index.repo import insert_ignore
 
 _OPEN = ("pending", "sending")
+#: The lease mechanics (claim, own, fail, release, requeue) shared with the job table.
+QUEUE = queue.LeasedQueue(Outbox, leased="sending")
 
 
 def message_id(*parts: str | int) -> str:
@@ -44,7 +47,7 @@ def message_id(*parts: str | int) -> str:
 
 def backoff_seconds(attempts: int, settings: DeliverySettings) -> float:
     """Exponential backoff after ``attempts`` failed tries: base, 2·base, 4·base ... capped."""
-    return float(min(settings.backoff_base * (2 ** max(attempts - 1, 0)), settings.backoff_max))
+    return queue.backoff_seconds(attempts, settings.backoff_base, settings.backoff_max)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,54 @@ def enqueue(
     )
 
 
+def enqueue_claimed(
+    sessions: sessionmaker[Session],
+    *,
+    destination: str,
+    kind: str,
+    message_id: str,
+    payload: dict[str, Any],
+    owner: str,
+    lease_seconds: float,
+) -> Claimed | None:
+    """Add a message already claimed by ``owner``, who tries it at once (the Storage Commitment responder
+    answers on the requesting association). Should ``owner`` die, its lease expires and a delivery worker
+    sends the message. The same message asked for again is claimed again; None while another holder's
+    lease on it is alive."""
+    now = utcnow()
+    with sessions.begin() as session:
+        enqueue(
+            session,
+            study_fk=None,
+            destination=destination,
+            kind=kind,
+            message_id=message_id,
+            payload=payload,
+            now=now,
+        )
+        row = session.scalars(
+            select(Outbox).where(Outbox.destination == destination, Outbox.message_id == message_id)
+        ).one()
+        if (
+            row.state == "sending"
+            and row.lease_owner != owner
+            and row.lease_expires_at is not None
+            and row.lease_expires_at > now
+        ):
+            return None
+        if row.state in ("sent", "dead"):
+            row.attempts = 0
+        row.payload = payload
+        row.state = "sending"
+        row.lease_owner = owner
+        row.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
+        row.attempts += 1
+        row.available_at = now
+        row.updated_at = now
+        row.last_error = None
+        return Claimed(row.id, row.destination, row.kind, message_id, payload, row.attempts)
+
+
 def claim(
     sessions: sessionmaker[Session], owner: str, settings: DeliverySettings, *, kinds: tuple[str, ...]
 ) -> Claimed | None:
@@ -108,39 +159,16 @@ def claim(
         earlier.state.in_(_OPEN),
     )
     with sessions.begin() as session:
-        query = (
-            select(Outbox)
-            .where(
-                Outbox.kind.in_(kinds),
-                or_(
-                    and_(Outbox.state == "pending", Outbox.available_at <= now),
-                    and_(Outbox.state == "sending", Outbox.lease_expires_at < now),
-                ),
-                ~held_back,
-            )
-            .order_by(Outbox.available_at, Outbox.id)
-            .limit(1)
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=Outbox)
-        row = session.scalars(query).one_or_none()
+        row = QUEUE.claim(session, owner, settings.lease_seconds, now, Outbox.kind.in_(kinds), ~held_back)
         if row is None:
             return None
-        row.state = "sending"
-        row.lease_owner = owner
-        row.lease_expires_at = now + dt.timedelta(seconds=settings.lease_seconds)
-        row.attempts += 1
-        row.updated_at = now
         return Claimed(
             row.id, row.destination, row.kind, row.message_id or str(row.id), row.payload, row.attempts
         )
 
 
 def _own(session: Session, claimed: Claimed, owner: str) -> Outbox | None:
-    row = session.get(Outbox, claimed.row_id)
-    if row is None or row.state != "sending" or row.lease_owner != owner:
-        return None
-    return row
+    return QUEUE.own(session, claimed.row_id, owner)
 
 
 def mark_sent(sessions: sessionmaker[Session], claimed: Claimed, owner: str) -> bool:
@@ -150,12 +178,9 @@ def mark_sent(sessions: sessionmaker[Session], claimed: Claimed, owner: str) -> 
         row = _own(session, claimed, owner)
         if row is None:
             return False
-        row.state = "sent"
+        QUEUE.finish(row, "sent", now)
         row.sent_at = now
-        row.updated_at = now
         row.last_error = None
-        row.lease_owner = None
-        row.lease_expires_at = None
         return True
 
 
@@ -174,33 +199,20 @@ def mark_failed(
         row = _own(session, claimed, owner)
         if row is None:
             return "lost"
-        row.last_error = reason[:4000]
-        row.updated_at = now
-        row.lease_owner = None
-        row.lease_expires_at = None
-        if permanent or row.attempts >= settings.max_attempts:
-            row.state = "dead"
-            return "dead"
-        row.state = "pending"
-        row.available_at = now + dt.timedelta(seconds=backoff_seconds(row.attempts, settings))
-        return "pending"
+        return QUEUE.fail(
+            row,
+            reason,
+            now,
+            permanent=permanent,
+            max_attempts=settings.max_attempts,
+            backoff_base=settings.backoff_base,
+            backoff_max=settings.backoff_max,
+        )
 
 
 def release(sessions: sessionmaker[Session], owner: str) -> int:
     """Give back what this worker holds (graceful stop); the attempt does not count."""
-    with sessions.begin() as session:
-        result = session.execute(
-            update(Outbox)
-            .where(Outbox.lease_owner == owner, Outbox.state == "sending")
-            .values(
-                state="pending",
-                lease_owner=None,
-                lease_expires_at=None,
-                attempts=Outbox.attempts - 1,
-                available_at=utcnow(),
-            )
-        )
-        return int(getattr(result, "rowcount", 0) or 0)
+    return QUEUE.release(sessions, owner, utcnow())
 
 
 def retry(sessions: sessionmaker[Session], row_id: int) -> bool:
@@ -208,13 +220,7 @@ def retry(sessions: sessionmaker[Session], row_id: int) -> bool:
     now = utcnow()
     with sessions.begin() as session:
         row = session.get(Outbox, row_id)
-        if row is None or row.state not in ("dead", "pending"):
-            return False
-        row.state = "pending"
-        row.attempts = 0
-        row.available_at = now
-        row.updated_at = now
-        return True
+        return row is not None and QUEUE.requeue(row, now)
 
 
 def list_rows(session: Session, *, states: tuple[str, ...] | None = None, limit: int = 500) -> list[Outbox]:

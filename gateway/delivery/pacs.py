@@ -10,6 +10,9 @@ pydicom Datasets out); they are stored as Part-10 bytes in the outbox row and se
   observer (TID 1004: 121005 Observer Type = Device, 121012 Device Observer UID, 121013 name), Preliminary
   Flag PRELIMINARY, Completion Flag PARTIAL and Verification Flag UNVERIFIED.
 - Key Object Selection (PS3.3 A.35.4, TID 2010): title 113000 "Of Interest", one IMAGE item per linked image.
+- Optionally (``pacs[].rendition_pdf``), the report's HTML rendition laid out as a PDF
+  (:func:`gateway.delivery.rendition.html_to_pdf`) in an Encapsulated PDF (PS3.3 A.45.1), for viewers that
+  show PDF reports.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from gateway.delivery.settings import PacsDestination
 KIND = "pacs"
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 KEY_OBJECT_SELECTION = "1.2.840.10008.5.1.4.1.1.88.59"
+ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 _FINDINGS, _IMPRESSION = "59776-5", "19005-8"
 _SEX = {"male": "M", "female": "F", "other": "O"}
 # A UID root under 2.25 (UUID-derived) keeps our objects' UIDs stable: same report version, same UIDs.
@@ -177,7 +181,7 @@ def _common(
     ds.AccessionNumber = ctx.accession
     ds.Modality = modality
     ds.SeriesInstanceUID = series_uid
-    ds.SeriesNumber = 9901 if modality == "SR" else 9902
+    ds.SeriesNumber = {"SR": 9901, "KO": 9902}.get(modality, 9903)
     ds.ReferencedPerformedProcedureStepSequence = DicomSequence([])
     ds.Manufacturer = "gateway"
     ds.InstanceNumber = 1
@@ -304,6 +308,48 @@ def build_kos(resources: Sequence[dict[str, Any]], version: str) -> Dataset | No
     return ds
 
 
+def build_pdf(resources: Sequence[dict[str, Any]], version: str) -> Dataset | None:
+    """The Encapsulated PDF of the report's HTML rendition, or None when it has none (pure)."""
+    from gateway.delivery.rendition import html_to_pdf
+
+    ctx = _context(resources)
+    form = next(
+        (
+            f
+            for f in ctx.report.get("presentedForm", [])
+            if f.get("contentType") == "text/html" and f.get("data")
+        ),
+        None,
+    )
+    if form is None:
+        return None
+    title = str(form.get("title") or "Radiology report")[:64]
+    pdf = html_to_pdf(base64.b64decode(form["data"]), title)
+    when = _when(ctx)
+    ds = Dataset()
+    _common(
+        ds,
+        ctx,
+        ENCAPSULATED_PDF,
+        _uid("pdf", ctx.report["id"], version),
+        _uid("pdf-series", ctx.study_uid),
+        "DOC",
+        when,
+    )
+    del ds.ReferencedPerformedProcedureStepSequence  # type 3 here, and then one item or none (A.45.1)
+    ds.ConversionType = "WSD"  # SC Equipment: made by a workstation
+    ds.AcquisitionDateTime = when.strftime("%Y%m%d%H%M%S")
+    ds.BurnedInAnnotation = "YES"  # the report names the patient
+    ds.DocumentTitle = title
+    ds.ConceptNameCodeSequence = DicomSequence([_code("18748-4", "LN", "Diagnostic Imaging Report")])
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocument = pdf + b"\x00" if len(pdf) % 2 else pdf
+    ds.EncapsulatedDocumentLength = len(pdf)
+    if ctx.report.get("status") in ("preliminary", "partial", "registered"):
+        ds.DocumentTitle = f"PRELIMINARY {title}"[:64]
+    return ds
+
+
 def part10(ds: Dataset) -> bytes:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID(ds.SOPClassUID)
@@ -328,6 +374,8 @@ def enqueue_report(
     version = str((report.get("meta") or {}).get("versionId", "1"))
     try:
         objects = [("sr", build_sr(resources, version)), ("kos", build_kos(resources, version))]
+        if any(d.rendition_pdf for d in destinations):
+            objects.append(("pdf", build_pdf(resources, version)))
         built = [
             (name, base64.b64encode(part10(ds)).decode("ascii")) for name, ds in objects if ds is not None
         ]
@@ -338,6 +386,8 @@ def enqueue_report(
     queued = 0
     for dest in destinations:
         for name, data in built:
+            if name == "pdf" and not dest.rendition_pdf:
+                continue
             outbox.enqueue(
                 session,
                 study_fk=study_fk,

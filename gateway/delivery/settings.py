@@ -80,6 +80,27 @@ class PacsDestination(_Section):
     port: int = Field(ge=1, le=65535)
     tls: MllpTls = Field(default_factory=MllpTls)
     timeout: float = Field(default=30.0, gt=0)
+    rendition_pdf: bool = Field(
+        default=False, description="also send the report's HTML rendition as an Encapsulated PDF"
+    )
+
+
+class ListenerTls(_Section):
+    """TLS for the order listener: ``cert``/``key`` are ours; ``ca`` verifies senders' certificates."""
+
+    enabled: bool = False
+    cert: Path | None = None
+    key: Path | None = None
+    ca: Path | None = None
+    require_client_cert: bool = Field(default=False, description="refuse a sender without a certificate")
+
+    @model_validator(mode="after")
+    def _complete(self) -> ListenerTls:
+        if self.enabled and (self.cert is None or self.key is None):
+            raise ValueError("orders tls: cert and key are required when enabled")
+        if self.require_client_cert and self.ca is None:
+            raise ValueError("orders tls: require_client_cert needs ca to verify senders")
+        return self
 
 
 class OrdersListener(_Section):
@@ -89,6 +110,7 @@ class OrdersListener(_Section):
     bind: str = "127.0.0.1"
     port: int = Field(default=2575, ge=0, le=65535)
     read_timeout: float = Field(default=300.0, gt=0, description="an idle connection is closed after this")
+    tls: ListenerTls = Field(default_factory=ListenerTls)
 
 
 class DeliverySettings(_Section):

@@ -297,29 +297,36 @@ class SubscriptionSender:
 def build_subscription_routes(
     sessions: sessionmaker[Session], base_url: str, token: str, settings: Any
 ) -> list[BaseRoute]:
-    """``/fhir/Subscription`` routes, authorised like the rest of ``/fhir`` (:mod:`gateway.auth`): a client
-    needs read access to Subscription (SMART v2 ``c``/``d`` are not told apart from ``r`` yet)."""
+    """``/fhir/Subscription`` routes, authorised like the rest of ``/fhir`` (:mod:`gateway.auth`): reading a
+    Subscription or its ``$status`` needs read access (``system/Subscription.r``, v1 ``read``); creating
+    one needs ``system/Subscription.c`` and deleting ``system/Subscription.d`` (v1 ``write``)."""
     from gateway.auth import AuthError, authenticator
+    from gateway.auth.core import Interaction
     from gateway.fhir.api import FhirResponse, _guard, operation_outcome
     from gateway.fhir.errors import Forbidden, NotFound, Unauthorized
 
     auth = authenticator(settings, token)
 
-    def who(request: Request, action: str | None) -> str:
-        try:
-            return auth.principal_for(request, "Subscription", "read").client_id
-        except AuthError as exc:
-            raise (Unauthorized if exc.status == 401 else Forbidden)(str(exc)) from exc
+    def allowed(interaction: Interaction) -> Callable[[Request, str | None], str]:
+        def who(request: Request, action: str | None) -> str:
+            try:
+                return auth.principal_for(request, "Subscription", interaction).client_id
+            except AuthError as exc:
+                raise (Unauthorized if exc.status == 401 else Forbidden)(str(exc)) from exc
 
-    def g(_token: str, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
-        return _guard(who, handler)
+        return who
+
+    def g(
+        _token: str, handler: Callable[[Request], Response], interaction: Interaction = "read"
+    ) -> Callable[[Request], Response]:
+        return _guard(allowed(interaction), handler)
 
     async def create(request: Request) -> Response:
         try:
             body = await request.json()
         except ValueError:
             return operation_outcome(400, "invalid", "the body is not JSON")
-        return g(token, lambda r: _create(body))(request)
+        return g(token, lambda r: _create(body), "create")(request)
 
     def _create(body: dict[str, Any]) -> Response:
         try:
@@ -381,5 +388,5 @@ def build_subscription_routes(
         Route("/fhir/Subscription", create, methods=["POST"]),
         Route("/fhir/Subscription/{sid}/$status", g(token, status), methods=["GET"]),
         Route("/fhir/Subscription/{sid}", g(token, read), methods=["GET"]),
-        Route("/fhir/Subscription/{sid}", g(token, delete), methods=["DELETE"]),
+        Route("/fhir/Subscription/{sid}", g(token, delete, "delete"), methods=["DELETE"]),
     ]

@@ -44,6 +44,9 @@ class InstanceAttributes:
     columns: int | None
     window_center: float | None
     window_width: float | None
+    #: Who assigned the accession number: IssuerOfAccessionNumberSequence (0008,0051) item's
+    #: LocalNamespaceEntityID, else its UniversalEntityID (PS3.3 C.4.10, 10.5 HL7v2 Hierarchic Designator).
+    accession_issuer: str | None = None
 
 
 def _text(ds: Dataset, keyword: str, limit: int = 64) -> str | None:
@@ -109,6 +112,14 @@ def read_indexed(fp: BinaryIO, transfer_syntax_uid: str) -> Dataset:
         raise InvalidInstance(f"cannot decode dataset: {type(exc).__name__}: {exc}") from exc
 
 
+def _accession_issuer(ds: Dataset) -> str | None:
+    seq = ds.get("IssuerOfAccessionNumberSequence")
+    if not seq:
+        return None
+    item = seq[0]
+    return _text(item, "LocalNamespaceEntityID") or _text(item, "UniversalEntityID")
+
+
 def extract_attributes(ds: Dataset) -> InstanceAttributes:
     """Read the indexed attributes; raise :class:`InvalidInstance` if the dataset cannot be indexed.
 
@@ -124,6 +135,7 @@ def extract_attributes(ds: Dataset) -> InstanceAttributes:
             patient_sex=_text(ds, "PatientSex", 16),
             study_instance_uid=validate_uid(ds.get("StudyInstanceUID"), what="StudyInstanceUID"),
             accession_number=_text(ds, "AccessionNumber"),
+            accession_issuer=_accession_issuer(ds),
             study_id=_text(ds, "StudyID", 16),
             study_date=_text(ds, "StudyDate", 8),
             study_time=_text(ds, "StudyTime", 32),

@@ -4,37 +4,51 @@ A study that is ``receiving`` becomes ``stable`` (and its pipeline runs) when, i
 
 (a) an MPPS for it is COMPLETED and every instance that step lists has arrived
     ("MPPS COMPLETED: 12/12 referenced instances arrived");
-(b) a report arrived (a Structured Report or Key Object Selection) whose evidence sequences reference
-    instances explicitly, and every one of them exists ("report arrived: 4/4 referenced instances present");
+(b) a report arrived that references instances explicitly, and every one of them exists ("report arrived:
+    4/4 referenced instances present"): a Structured Report or Key Object Selection through its evidence
+    sequences (by SOP Instance UID); an Encapsulated PDF through the positions its text layer names
+    ("Se 3 Im 45", "series 4, image 112", "序列3 第45幅": :mod:`gateway.reading.figure_refs`), each
+    present when an instance of the study has that Series Number and Instance Number. Only the PDF's own
+    text is read (PyMuPDF, no OCR): a scanned PDF, or one that names only figures ("Figure 2"), leaves the
+    study to the timer;
 (c) no instance has arrived for ``stable_age`` seconds (:func:`gateway.pipeline.jobs.promote_stable`).
 
-An MPPS DISCONTINUED with no COMPLETED step fails the study with the modality's reason. An Encapsulated
-PDF references no instances in its header, so it does not complete a study by (b): the timer does. The
-reason is stored in ``studies.state_reason`` and shown by ``gateway studies``. A late instance reopens the
-study as before.
+An MPPS DISCONTINUED with no COMPLETED step fails the study with the modality's reason. The reason is
+stored in ``studies.state_reason`` and shown by ``gateway studies``. A late instance reopens the study as
+before.
 
 :func:`decide` is pure; :func:`promote_complete` is its edge over the index.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.dicom.mpps import COMPLETED, DISCONTINUED
-from gateway.dicom.sopclasses import KEY_OBJECT_SELECTION, TEXT_SR
-from gateway.index.models import Instance, Mpps, Study, utcnow
+from gateway.dicom.sopclasses import ENCAPSULATED_PDF, KEY_OBJECT_SELECTION, TEXT_SR
+from gateway.index.models import Instance, Mpps, Series, Study, utcnow
 from gateway.pipeline.jobs import enqueue
 
 log = logging.getLogger(__name__)
 
-EVIDENCE_CLASSES = TEXT_SR | {KEY_OBJECT_SELECTION}
+EVIDENCE_CLASSES = TEXT_SR | {KEY_OBJECT_SELECTION, ENCAPSULATED_PDF}
+#: Pages and bytes of a PDF's text layer read for references: a report names its images early.
+PDF_PAGES = 20
+PDF_TEXT_CHARS = 200_000
+
+
+def position_key(series_number: int, instance_number: int) -> str:
+    """The key of "series s, image i" beside SOP Instance UIDs in one set (a UID has no letters)."""
+    return f"se{series_number}/im{instance_number}"
 
 
 @dataclass(frozen=True)
@@ -69,14 +83,58 @@ def decide(
 
 
 def evidence_references(path: str | Path) -> frozenset[str]:
-    """SOP Instance UIDs an SR or KOS references explicitly (PS3.3 C.17.2: the evidence sequences)."""
+    """What a report references explicitly: SOP Instance UIDs of an SR's or KOS's evidence sequences
+    (PS3.3 C.17.2), or :func:`position_key` of each series/image position an Encapsulated PDF names."""
     ds = pydicom.dcmread(path, stop_before_pixels=True)
+    if str(ds.get("SOPClassUID", "")) == ENCAPSULATED_PDF:
+        return pdf_position_references(bytes(ds.get("EncapsulatedDocument", b"")))
     uids: set[str] = set()
     for seq in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
         for study in ds.get(seq, []):
             for series in study.get("ReferencedSeriesSequence", []):
                 uids.update(str(i.ReferencedSOPInstanceUID) for i in series.get("ReferencedSOPSequence", []))
     return frozenset(uids)
+
+
+def pdf_text(data: bytes) -> str:
+    """The text layer of the first :data:`PDF_PAGES` pages (no OCR); empty for a scanned or broken PDF."""
+    # PyMuPDF, the reading package's PDF engine; typed loosely (its own annotations are partial).
+    pymupdf: Any = importlib.import_module("pymupdf")
+    pymupdf.TOOLS.mupdf_display_errors(False)
+    try:
+        doc = pymupdf.open(stream=data, filetype="pdf")
+    except Exception:
+        return ""
+    try:
+        if doc.needs_pass:
+            return ""
+        parts: list[str] = []
+        size = 0
+        for number in range(min(doc.page_count, PDF_PAGES)):
+            text = str(doc.load_page(number).get_text("text"))
+            parts.append(text)
+            size += len(text)
+            if size >= PDF_TEXT_CHARS:
+                break
+        return "\n".join(parts)[:PDF_TEXT_CHARS]
+    finally:
+        doc.close()
+
+
+def pdf_position_references(data: bytes) -> frozenset[str]:
+    """Series/image positions ("Se 3 Im 45") named in a PDF report's text layer, as :func:`position_key`."""
+    return position_references(pdf_text(data)) if data else frozenset()
+
+
+def position_references(text: str) -> frozenset[str]:
+    """Pure: :func:`position_key` of every explicit position in ``text``; figure labels are not positions."""
+    from gateway.reading.figure_refs import find_figure_refs
+
+    return frozenset(
+        position_key(ref.series, ref.instance)
+        for ref in find_figure_refs(text)
+        if ref.kind == "position" and ref.series is not None and ref.instance is not None
+    )
 
 
 class Completion:
@@ -125,12 +183,20 @@ class Completion:
             candidates = set(steps) | set(reports)
             present: dict[int, set[str]] = {}
             if candidates:
-                for study_fk, uid in session.execute(
-                    select(Instance.study_fk, Instance.sop_instance_uid).where(
-                        Instance.study_fk.in_(candidates)
+                for study_fk, uid, series_number, instance_number in session.execute(
+                    select(
+                        Instance.study_fk,
+                        Instance.sop_instance_uid,
+                        Series.series_number,
+                        Instance.instance_number,
                     )
+                    .join(Series, Series.id == Instance.series_fk)
+                    .where(Instance.study_fk.in_(candidates))
                 ):
-                    present.setdefault(study_fk, set()).add(uid)
+                    keys = present.setdefault(study_fk, set())
+                    keys.add(uid)
+                    if series_number is not None and instance_number is not None:
+                        keys.add(position_key(series_number, instance_number))
         decided: list[tuple[int, Decision]] = []
         for study_fk in candidates:
             decision = decide(

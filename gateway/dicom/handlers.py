@@ -222,9 +222,19 @@ def on_n_action(event: evt.Event, responder: CommitmentResponder) -> tuple[int |
         status.Status = PROCESSING_FAILURE
         status.ErrorComment = refused
         return status, None
+    try:
+        claimed = responder.accept(transaction_uid, references, calling, address)
+    except Exception:
+        log.exception("storage commitment request could not be recorded")
+        status = Dataset()
+        status.Status = PROCESSING_FAILURE
+        status.ErrorComment = "the request could not be recorded; try again"
+        return status, None
+    if claimed is None:  # the same transaction is being reported right now
+        return SUCCESS, None
     thread = threading.Thread(
         target=responder.reply,
-        args=(event.assoc, transaction_uid, references, calling, address),
+        args=(event.assoc, claimed),
         name=f"commit-{transaction_uid[-8:]}",
         daemon=True,
     )

@@ -3,9 +3,9 @@
 Until the shared ``gateway.auth`` package lands, the rules are:
 
 - an API client presents the gateway's bearer token (the same one ``/fhir`` checks);
-- a browser opening a link embedded in HTML (an ``<img>``) presents a *signed URL*: ``exp`` (Unix seconds),
-  ``client`` (who it was issued to) and ``sig`` = HMAC-SHA256 over ``path \\n exp \\n client`` with a key
-  derived from the token. A missing, expired, altered or other-path signature is refused;
+- a browser opening a link embedded in HTML (an ``<img>``) presents a *signed URL*
+  (:mod:`gateway.auth.links`: HMAC over path, expiry and client). A missing, expired, altered or other-path
+  signature is refused;
 - a review-page user is allowed an action by role: ``reader`` reviews, ``administrator`` also retries jobs.
 
 Swapping these for SMART scopes means changing this module only.
@@ -13,12 +13,11 @@ Swapping these for SMART scopes means changing this module only.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+
+from gateway.auth.links import LinkSigner
 
 ROLES = ("reader", "administrator")
 _ROLE_ALLOWS = {
@@ -42,7 +41,7 @@ class Access:
 
     def __init__(self, token: str, *, signed_url_lifetime: int, authenticator: Any | None = None) -> None:
         self._token = token.encode("utf-8")
-        self._key = hmac.new(self._token, b"gateway signed links v1", hashlib.sha256).digest()
+        self.links = LinkSigner(token, signed_url_lifetime)
         self.lifetime = signed_url_lifetime
         self._auth = authenticator
 
@@ -65,27 +64,14 @@ class Access:
             return None
         return Principal("token", "api")
 
-    # -- signed links ----------------------------------------------------------------------------------------
-    def _signature(self, path: str, exp: int, client: str) -> str:
-        msg = f"{path}\n{exp}\n{client}".encode()
-        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()
-
+    # -- signed links (gateway.auth.links) ------------------------------------------------------------------
     def sign(self, path: str, client: str, *, now: float | None = None, extra: str = "") -> str:
         """``path`` with ``exp``, ``client`` and ``sig`` appended; ``extra`` is an already-encoded query."""
-        exp = int((time.time() if now is None else now) + self.lifetime)
-        query = urlencode({"exp": exp, "client": client, "sig": self._signature(path, exp, client)})
-        return f"{path}?{extra + '&' if extra else ''}{query}"
+        return self.links.sign(path, client, now=now, extra=extra)
 
     def signed(self, path: str, params: dict[str, str], *, now: float | None = None) -> Principal | None:
-        exp_raw, client, sig = params.get("exp", ""), params.get("client", ""), params.get("sig", "")
-        if not exp_raw.isdigit() or not client or not sig:
-            return None
-        exp = int(exp_raw)
-        if exp < (time.time() if now is None else now):
-            return None
-        if not hmac.compare_digest(sig.encode(), self._signature(path, exp, client).encode()):
-            return None
-        return Principal("signed", client)
+        client = self.links.check(path, params, now=now)
+        return Principal("signed", client) if client is not None else None
 
     def request(self, path: str, header: str | None, params: dict[str, str]) -> Principal | None:
         """The principal of a ``/dicomweb`` request, or None (→ 401)."""

@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from gateway.dicom.ingest import Ingest
 from gateway.dicomweb import qido, stow, wado
 from gateway.dicomweb.access import Access
-from gateway.dicomweb.multipart import MultipartError, Part, decode, encode
+from gateway.dicomweb.multipart import MultipartError, Part, content_type_params, decode, encode
 from gateway.index.models import Instance, Series, Study
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,7 @@ class Dicomweb:
     # -- QIDO-RS ---------------------------------------------------------------------------------------------
     def search(self, level: str) -> Callable[[Request], Response]:
         def handler(request: Request) -> Response:
+            wado.json_only(request.headers.get("accept", ""))
             items = [(k, v) for k, v in request.query_params.multi_items() if k not in SIGNATURE_PARAMS]
             query = qido.parse_query(items, level)
             study = request.path_params.get("study")
@@ -178,6 +179,7 @@ class Dicomweb:
         return _multipart(parts, "application/dicom", next(iter(syntaxes)) if len(syntaxes) == 1 else None)
 
     def metadata(self, request: Request) -> Response:
+        wado.json_only(request.headers.get("accept", ""))
         p = request.path_params
         rows = self.instances(p["study"], p.get("series"), p.get("sop"))
         url = self.retrieve_url(request)
@@ -202,7 +204,20 @@ class Dicomweb:
         data = wado.bulk_value(inst.path, p["tag"])
         if "multipart/related" in request.headers.get("accept", "multipart/related"):
             return _multipart([Part("application/octet-stream", data)], "application/octet-stream")
-        return Response(data, media_type="application/octet-stream")
+        # A single-part answer honours one byte range (RFC 9110 14), so a client can fetch a large value in
+        # pieces or resume.
+        headers = {"Accept-Ranges": "bytes"}
+        try:
+            span = wado.byte_range(request.headers.get("range"), len(data))
+        except wado.RangeNotSatisfiable as exc:
+            return Response(status_code=416, headers={**headers, "Content-Range": str(exc)})
+        if span is None:
+            return Response(data, media_type="application/octet-stream", headers=headers)
+        first, last = span
+        headers["Content-Range"] = f"bytes {first}-{last}/{len(data)}"
+        return Response(
+            data[first : last + 1], status_code=206, media_type="application/octet-stream", headers=headers
+        )
 
     def frames(self, request: Request) -> Response:
         p = request.path_params
@@ -250,6 +265,16 @@ class Dicomweb:
             if total > limit:
                 raise HttpError(413, f"request body over max_stow_bytes {limit}")
             chunks.append(chunk)
+        media, params = content_type_params(request.headers.get("content-type", ""))
+        if media == "multipart/related" and params.get("type", "").lower() in (
+            "application/dicom+json",
+            "application/dicom+xml",
+        ):
+            raise HttpError(
+                415,
+                "STOW-RS of metadata with bulk data is not supported; send Part 10 instances "
+                '(multipart/related; type="application/dicom")',
+            )
         try:
             parts = decode(b"".join(chunks), request.headers.get("content-type", ""))
         except MultipartError as exc:

@@ -236,3 +236,43 @@ def rendered(
         pixels = np.asarray(img)
         size = None
     return encode_image(pixels, fmt, max_size=size, quality=options.quality)
+
+
+class RangeNotSatisfiable(ValueError):
+    """A ``Range`` no byte of the value falls in (→ 416)."""
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The one byte range (first, last inclusive) a ``Range`` header asks of a value of ``size`` bytes
+    (RFC 9110 14.1.2), or None for the whole value: no header, another unit, or several ranges (a server may
+    ignore a multi-range request and send everything). :class:`RangeNotSatisfiable` when it misses."""
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first_raw, dash, last_raw = spec.strip().partition("-")
+    if not dash or not (first_raw.isdigit() or last_raw.isdigit()):
+        return None  # malformed: ignored, as RFC 9110 allows
+    if not first_raw:  # a suffix: the last N bytes
+        n = int(last_raw)
+        if n == 0 or size == 0:
+            raise RangeNotSatisfiable(f"bytes */{size}")
+        return max(0, size - n), size - 1
+    if not first_raw.isdigit() or (last_raw and not last_raw.isdigit()):
+        return None
+    first = int(first_raw)
+    last = min(int(last_raw), size - 1) if last_raw else size - 1
+    if first >= size or (last_raw and int(last_raw) < first):
+        raise RangeNotSatisfiable(f"bytes */{size}")
+    return first, last
+
+
+def json_only(accept: str) -> None:
+    """QIDO-RS and metadata answer ``application/dicom+json`` only: an Accept that names DICOM XML (PS3.19
+    Native DICOM Model) and nothing this server makes is a 406 that says so."""
+    wanted = accept.lower()
+    if "xml" in wanted and not any(x in wanted for x in ("json", "*/*", "application/*")):
+        raise NotAcceptable(
+            "this server answers application/dicom+json only; application/dicom+xml is not supported"
+        )

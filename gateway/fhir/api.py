@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from gateway import __version__
-from gateway.auth import AuthError, authenticator, build_auth_routes
+from gateway.auth import AuthError, LinkSigner, authenticator, build_auth_routes
 from gateway.auth.core import Interaction
 from gateway.fhir import ids
 from gateway.fhir.audit import audit_event_resource, search_audit
@@ -42,6 +42,7 @@ from gateway.fhir.errors import (
     NotModified,
     Unauthorized,
 )
+from gateway.fhir.links import Links, resolve
 from gateway.fhir.search import (
     INCLUDES,
     MAX_PARAMETERS,
@@ -145,13 +146,15 @@ def _base(request: Request, settings_base: str | None) -> str:
     return _root(request, settings_base) + "/fhir"
 
 
-def _resource_response(row: FhirResource, options: Options | None = None) -> Response:
+def _resource_response(
+    row: FhirResource, options: Options | None = None, links: Links | None = None
+) -> Response:
     headers = {
         "ETag": f'W/"{row.version_id}"',
         "Last-Modified": row.last_updated.astimezone(dt.UTC).strftime("%a, %d %b %Y %H:%M:%S GMT"),
     }
     body = subset(row.body, options.summary, options.elements) if options else row.body
-    return FhirResponse(body, headers=headers)
+    return FhirResponse(resolve(body, links) if links else body, headers=headers)
 
 
 def _read_options(rtype: str, request: Request) -> Options:
@@ -189,10 +192,10 @@ def _not_modified(request: Request, row: FhirResource) -> None:
             raise NotModified(etag)
 
 
-def _history_entry(base: str, r: FhirResource) -> dict[str, Any]:
+def _history_entry(base: str, r: FhirResource, links: Links | None = None) -> dict[str, Any]:
     return {
         "fullUrl": f"{base}/{r.resource_type}/{r.resource_id}",
-        "resource": r.body,
+        "resource": resolve(r.body, links) if links else r.body,
         "request": {
             "method": "POST" if r.version_id == 1 else "PUT",
             "url": f"{r.resource_type}/{r.resource_id}",
@@ -222,6 +225,10 @@ SEARCH_TYPES: dict[str, str] = {
     "patient.name": "string",
     "based-on.identifier": "token",
     "imaging-study.identifier": "token",
+    "imaging-study.modality": "token",
+    "imaging-study.started": "date",
+    "modality": "token",
+    "gender": "token",
 }
 
 
@@ -289,6 +296,14 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
     # The one pixel limit (imaging.max_pixels), checked before /images decodes anything.
     max_pixels: int | None = getattr(getattr(settings, "imaging", None), "max_pixels", None)
     public_base: str | None = getattr(getattr(settings, "http", None), "public_base_url", None)
+    dicomweb = getattr(settings, "dicomweb", None)
+    signer = LinkSigner(token, int(getattr(dicomweb, "signed_url_lifetime", 300)))
+
+    def links_for(request: Request) -> Links:
+        """Links for this response, built now from the current public base (gateway.fhir.links); HTML links
+        are signed for the client that asked."""
+        client = str(getattr(request.state, "client", None) or "fhir")
+        return Links(_root(request, public_base), signer, client)
 
     def metadata(request: Request) -> Response:
         return FhirResponse(capability_statement(fhir, _base(request, public_base)))
@@ -376,7 +391,7 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
         _not_modified(request, row)
         if rtype == "Binary" and _wants_native(request, str(row.body.get("contentType", ""))):
             return Response(base64.b64decode(row.body.get("data", "")), media_type=row.body["contentType"])
-        return _resource_response(row, options)
+        return _resource_response(row, options, links_for(request))
 
     def vread(request: Request) -> Response:
         rtype, rid, vid = request.path_params["rtype"], request.path_params["rid"], request.path_params["vid"]
@@ -390,7 +405,7 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
             row = read(session, rtype, rid, version)
         if row is None:
             raise NotFound(f"{rtype}/{rid}/_history/{vid} not found")
-        return _resource_response(row)
+        return _resource_response(row, links=links_for(request))
 
     def history_instance(request: Request) -> Response:
         rtype, rid = request.path_params["rtype"], request.path_params["rid"]
@@ -419,6 +434,7 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
         if not rows:
             raise NotFound(f"{rtype}/{rid} not found")
         base = _base(request, public_base)
+        served = links_for(request)
         return FhirResponse(
             {
                 "resourceType": "Bundle",
@@ -428,7 +444,7 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
                 "entry": [
                     {
                         "fullUrl": f"{base}/{rtype}/{rid}",
-                        "resource": r.body,
+                        "resource": resolve(r.body, served),
                         "request": {
                             "method": "POST" if r.version_id == 1 else "PUT",
                             "url": f"{rtype}/{rid}",
@@ -498,17 +514,18 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
         if total is not None:
             bundle["total"] = total
         bundle["link"] = links
+        served = links_for(request)
         entries = [
             {
                 "fullUrl": f"{base}/{rtype}/{r.resource_id}",
-                "resource": subset(r.body, options.summary, options.elements),
+                "resource": resolve(subset(r.body, options.summary, options.elements), served),
                 "search": {"mode": "match"},
             }
             for r in rows
         ] + [
             {
                 "fullUrl": f"{base}/{r.resource_type}/{r.resource_id}",
-                "resource": r.body,
+                "resource": resolve(r.body, served),
                 "search": {"mode": "include"},
             }
             for r in included
@@ -540,7 +557,8 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
             links.append({"relation": "next", "url": page(offset + count)})
         bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history", "total": total, "link": links}
         if rows:
-            bundle["entry"] = [_history_entry(base, r) for r in rows]
+            served = links_for(request)
+            bundle["entry"] = [_history_entry(base, r, served) for r in rows]
         return FhirResponse(bundle)
 
     async def search_post(request: Request) -> Response:
@@ -652,6 +670,7 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
             query=query,
             outcome=status,
             content=content,
+            durable=fhir.audit_durable,
         )
 
     def g(_token: str, handler: Handler, *, public: bool = False, action: str | None = None) -> Handler:

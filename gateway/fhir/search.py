@@ -31,13 +31,23 @@ PARAMS: dict[str, tuple[str, ...]] = {
         "subject.identifier",
         "based-on.identifier",
         "imaging-study.identifier",
+        "imaging-study.modality",
+        "imaging-study.started",
     ),
-    "ImagingStudy": ("patient", "subject", "identifier", "status", "patient.identifier", "started"),
+    "ImagingStudy": (
+        "patient",
+        "subject",
+        "identifier",
+        "status",
+        "patient.identifier",
+        "started",
+        "modality",
+    ),
     "Observation": ("patient", "subject", "status", "code", "category", "date", "patient.identifier"),
     "Media": ("patient", "subject", "identifier", "status"),
     "ImagingSelection": ("patient", "subject", "identifier", "status"),
     "ServiceRequest": ("patient", "subject", "identifier", "status"),
-    "Patient": ("identifier", "name", "family", "given", "birthdate"),
+    "Patient": ("identifier", "name", "family", "given", "birthdate", "gender"),
     "Provenance": (),
     "Device": (),
     "Organization": (),
@@ -261,7 +271,7 @@ def parse_search(
             c.identifier.append(tuple(_token(v) for v in values))
         elif name == "category":
             c.category.append(tuple(_token(v) for v in values))
-        elif name == "code":
+        elif name in ("code", "modality", "gender"):
             c.code.append(tuple(_token(v) for v in values))
         elif name == "status":
             c.status.append(values)
@@ -279,6 +289,12 @@ def parse_search(
             c.related_identifier.append(("ServiceRequest", tuple(_token(v) for v in values)))
         elif name == "imaging-study.identifier":
             c.related_identifier.append(("ImagingStudy", tuple(_token(v) for v in values)))
+        elif name == "imaging-study.modality":
+            c.related_code.append(("ImagingStudy", tuple(_token(v) for v in values)))
+        elif name == "imaging-study.started":
+            if len(values) > 1:
+                raise InvalidSearch(f"{name} does not take a list")
+            c.related_date.append(("ImagingStudy", parse_date(values[0])))
         elif name == "_lastUpdated":
             if len(values) > 1:
                 raise InvalidSearch("_lastUpdated does not take a list")

@@ -36,6 +36,11 @@ class FhirSettings(BaseModel):
     figure_neighbour_margin: float = Field(
         default=0.1, ge=0, description="an adjacent slice whose residual is not this share larger ties"
     )
+    structured_findings: bool = Field(
+        default=True,
+        description="coded finding and recommendation Observations from the report sentences "
+        "(docs/structured-findings.md)",
+    )
     max_refs_per_sentence: int = Field(default=20, ge=1, description="references linked per sentence")
     max_refs_per_document: int = Field(default=500, ge=1, description="references linked per report")
     thumbnail_size: int = Field(default=512, ge=16, le=4096, description="default longest side of images")
@@ -54,6 +59,11 @@ class FhirSettings(BaseModel):
         default="Radiology",
         description="DiagnosticReport.performer and Provenance onBehalfOf when the report instance names"
         " no organization (VerifyingOrganization, InstitutionName)",
+    )
+    audit_durable: bool = Field(
+        default=False,
+        description="commit each audit row to disk before answering (about 10 ms a request); otherwise it"
+        " is committed without waiting for the disk, and an OS crash or power loss may lose the last rows",
     )
     audit_token: SecretStr | None = Field(
         default=None,

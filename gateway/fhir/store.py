@@ -68,6 +68,15 @@ def search_columns(body: dict[str, Any]) -> dict[str, Any]:
     if body.get("resourceType") == "Patient":
         patient_ref = f"Patient/{body['id']}"
     codes = [(c.get("system"), c.get("code")) for c in (body.get("code") or {}).get("coding", [])]
+    # Types without a ``code`` keep the coded value they are searched by in that column: an
+    # ImagingStudy's modalities (``modality``, RAD-143's ``imaging-study.modality``), a Patient's gender.
+    if body.get("resourceType") == "ImagingStudy":
+        for m in body.get("modality", []):
+            codes += [(c.get("system"), c.get("code")) for c in m.get("coding", [])] or [
+                (m.get("system"), m.get("code"))
+            ]
+    elif body.get("resourceType") == "Patient" and body.get("gender"):
+        codes.append(("http://hl7.org/fhir/administrative-gender", body["gender"]))
     cats = [
         (c.get("system"), c.get("code")) for cat in body.get("category", []) for c in cat.get("coding", [])
     ]
@@ -241,6 +250,9 @@ class Criteria:
     patient_name: list[tuple[str, ...]] = field(default_factory=list)
     #: (resource type published with the match, identifier tokens): based-on / imaging-study chains.
     related_identifier: list[tuple[str, tuple[tuple[str | None, str], ...]]] = field(default_factory=list)
+    #: (resource type published with the match, code tokens / dates): imaging-study.modality / .started.
+    related_code: list[tuple[str, tuple[tuple[str | None, str], ...]]] = field(default_factory=list)
+    related_date: list[tuple[str, DateRange]] = field(default_factory=list)
 
 
 def _identifier_clause(pk: Any, values: tuple[tuple[str | None, str], ...]) -> Any:
@@ -338,6 +350,18 @@ def search_query(rtype: str, c: Criteria) -> Select[Any]:
             _identifier_clause(other.id, values),
         )
         q = q.where(FhirResource.study_fk.in_(sub.scalar_subquery()))
+    for related_type, values in c.related_code:
+        other = aliased(FhirResource)
+        sub = select(other.study_fk).where(
+            other.resource_type == related_type, other.is_current.is_(True), _token_clause(other.code, values)
+        )
+        q = q.where(FhirResource.study_fk.in_(sub.scalar_subquery()))
+    for related_type, r in c.related_date:
+        other = aliased(FhirResource)
+        sub = select(other.study_fk).where(
+            other.resource_type == related_type, other.is_current.is_(True), _date_clause(other.effective, r)
+        )
+        q = q.where(FhirResource.study_fk.in_(sub.scalar_subquery()))
     for r in c.last_updated:
         q = q.where(_date_clause(FhirResource.last_updated, r))
     return q
@@ -368,10 +392,19 @@ def search(
     sort: Sequence[tuple[str, bool]] = (),
     total: bool = True,
 ) -> tuple[int | None, list[FhirResource]]:
-    """One page of current rows; ``total`` None when not asked for (``_total=none``)."""
+    """One page of current rows; ``total`` None when not asked for (``_total=none``).
+
+    The total is counted by a second query only when the page does not already tell it: a first page
+    shorter than ``count`` holds every match (most searches by patient, identifier or a short date range).
+    """
     q = search_query(rtype, criteria)
-    n = int(session.scalar(select(func.count()).select_from(q.subquery())) or 0) if total else None
     rows = list(session.scalars(q.order_by(*_order(sort)).limit(count).offset(offset))) if count else []
+    n: int | None = None
+    if total:
+        if count and offset == 0 and len(rows) < count:
+            n = len(rows)
+        else:
+            n = int(session.scalar(select(func.count()).select_from(q.subquery())) or 0)
     return n, rows
 
 

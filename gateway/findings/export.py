@@ -128,14 +128,15 @@ def reviewed_findings(documents: Iterable[Document]) -> tuple[str, str] | None:
 
 
 def approved_by_reader(session: Session, study_fk: int) -> tuple[str, str] | None:
-    """The drafted findings a reader approved in the review page (``draft_reviews``), newest first."""
+    """The drafted findings a reader approved in the review page (``draft_reviews``): the newest decision,
+    if it is an approval (a later rejection, saved edit or withdrawn approval undoes it)."""
     row = session.scalars(
         select(DraftReview)
-        .where(DraftReview.study_fk == study_fk, DraftReview.decision == "approved")
+        .where(DraftReview.study_fk == study_fk)
         .order_by(DraftReview.created_at.desc(), DraftReview.id.desc())
         .limit(1)
     ).first()
-    if row is None or not row.sentences:
+    if row is None or row.decision != "approved" or not row.sentences:
         return None
     parts = [str(p).strip() for p in row.sentences if str(p).strip()]
     joiner = "" if any(_CJK.search(p) for p in parts) else " "

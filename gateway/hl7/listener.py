@@ -3,6 +3,10 @@ stores each, and answers an ACK (HL7 v2.5.1 2.9, original mode).
 
 AA: stored. AE: the message could not be parsed or stored (the sender may retry). AR: a message type this
 listener does not accept. The ACK goes out only after the transaction committed.
+
+With ``orders.tls.enabled`` every connection is TLS (1.2 or later), optionally with client certificates
+verified against ``orders.tls.ca`` (``require_client_cert``); the handshake runs on the connection's own
+thread, so a slow or failing sender holds up no one else.
 """
 
 from __future__ import annotations
@@ -10,12 +14,13 @@ from __future__ import annotations
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.delivery.settings import OrdersListener
+from gateway.delivery.settings import ListenerTls, OrdersListener
 from gateway.hl7.errors import Hl7Error
 from gateway.hl7.mllp import END, START, frame
 from gateway.hl7.orders import UnsupportedMessage, build_ack, parse_inbound
@@ -55,6 +60,20 @@ def handle_message(sessions: sessionmaker[Session], raw: bytes) -> bytes:
     return build_ack(text, "AA").encode("utf-8")
 
 
+def server_context(tls: ListenerTls) -> ssl.SSLContext | None:
+    """The server-side TLS context of the listener, or None when TLS is off."""
+    if not tls.enabled:
+        return None
+    assert tls.cert is not None and tls.key is not None  # checked by ListenerTls
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certfile=str(tls.cert), keyfile=str(tls.key))
+    if tls.ca is not None:
+        context.load_verify_locations(cafile=str(tls.ca))
+        context.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_OPTIONAL
+    return context
+
+
 class Hl7Listener:
     def __init__(self, settings: OrdersListener, sessions: sessionmaker[Session]) -> None:
         self.settings = settings
@@ -69,11 +88,18 @@ class Hl7Listener:
 
     def start(self) -> None:
         listener = self
+        context = server_context(self.settings.tls)
 
         class _Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
                 sock: socket.socket = self.request
                 sock.settimeout(listener.settings.read_timeout)
+                if context is not None:
+                    try:
+                        sock = context.wrap_socket(sock, server_side=True)
+                    except (ssl.SSLError, OSError) as exc:
+                        log.warning("HL7 order connection refused: TLS handshake failed: %s", exc)
+                        return
                 buffer = b""
                 while True:
                     try:
@@ -100,7 +126,10 @@ class Hl7Listener:
             target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="hl7-listener", daemon=True
         )
         self._thread.start()
-        log.info("HL7 order listener", extra={"bind": self.settings.bind, "port": self.port})
+        log.info(
+            "HL7 order listener",
+            extra={"bind": self.settings.bind, "port": self.port, "tls": context is not None},
+        )
 
     def stop(self) -> None:
         if self._server is not None:

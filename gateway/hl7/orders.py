@@ -60,6 +60,28 @@ class Inbound:
     order: OrderData | None = None
     patient: PatientRef | None = None
     merged_from: PatientRef | None = None
+    #: PV1 as far as the sender gave it (see :func:`visit_of`), for the ORU's PV1.
+    visit: dict[str, Any] | None = None
+
+
+#: PV1 fields kept: patient class (PV1-2), assigned location (PV1-3: point of care, room, bed, facility),
+#: attending doctor (PV1-7: id, family, given), visit number (PV1-19).
+_LOCATION_PARTS, _DOCTOR_PARTS = 4, 3
+
+
+def visit_of(pv1: Any | None) -> dict[str, Any] | None:
+    """What the order or ADT says about the visit (unescaped text), or None when it says nothing."""
+    if pv1 is None:
+        return None
+    location = [_field(pv1, 3, k) for k in range(1, _LOCATION_PARTS + 1)]
+    attending = [_field(pv1, 7, k) for k in range(1, _DOCTOR_PARTS + 1)]
+    visit: dict[str, Any] = {
+        "patient_class": _field(pv1, 2),
+        "location": location if any(location) else [],
+        "attending": attending if any(attending) else [],
+        "visit_number": _field(pv1, 19, 1),
+    }
+    return {k: v for k, v in visit.items() if v} or None
 
 
 def _segments(element: Any) -> Iterator[Any]:
@@ -128,7 +150,15 @@ def parse_inbound(er7: str) -> Inbound:
         merged = _patient(segs.get("MRG"), 1) if trigger == "ADT^A40" else None
         if trigger == "ADT^A40" and merged is None:
             raise Hl7Error("ADT^A40 without MRG-1")
-        return Inbound(trigger, control, app, facility, patient=patient, merged_from=merged)
+        return Inbound(
+            trigger,
+            control,
+            app,
+            facility,
+            patient=patient,
+            merged_from=merged,
+            visit=visit_of(segs.get("PV1")),
+        )
     orc, obr, ipc, zds = segs.get("ORC"), segs.get("OBR"), segs.get("IPC"), segs.get("ZDS")
     if obr is None and ipc is None:
         raise Hl7Error(f"{trigger} without OBR")
@@ -146,7 +176,9 @@ def parse_inbound(er7: str) -> Inbound:
         modality=_field(ipc, 5) or _field(obr, 24) or None,
         study_instance_uid=_field(ipc, 3) or _field(zds, 1, 1) or None,
     )
-    return Inbound(trigger, control, app, facility, patient=patient, order=order)
+    return Inbound(
+        trigger, control, app, facility, patient=patient, order=order, visit=visit_of(segs.get("PV1"))
+    )
 
 
 def build_ack(received: str, code: str, text: str = "", *, application: str = "GATEWAY") -> str:

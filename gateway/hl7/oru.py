@@ -2,7 +2,8 @@
 
 A pure function: resources in, an ER7 string out, built and validated with hl7apy. Structure::
 
-    MSH  PID  [NTE: machine-written, with the producing devices]
+    MSH  PID  [PV1: the order's PV1 or a later ADT's, when known]
+    [NTE: machine-written, with the producing devices]
     ORC  OBR (placer OBR-2, filler OBR-3, accession OBR-18, status OBR-25)
     {OBX TX|FT one per sentence, OBX-4 = "section.sentence"}
     {OBX RP one per linked image, OBX-4 = the sentence's sub-id}
@@ -61,6 +62,8 @@ class OruOptions:
     include_pdf: bool = False
     image_links: Literal["wado-rs", "uid", "none"] = "wado-rs"
     wado_base_url: str | None = None
+    #: The order's visit as stored from its PV1 or a later ADT (:func:`gateway.hl7.orders.visit_of`).
+    visit: dict[str, Any] | None = None
 
 
 def codec(charset: str) -> str:
@@ -185,6 +188,20 @@ def _devices(resources: Sequence[dict[str, Any]], by_ref: dict[str, dict[str, An
     return names
 
 
+def _pv1(pv1: Any, visit: dict[str, Any]) -> None:
+    """PV1 where the order or an ADT told us: class (PV1-2, U unknown), location, attending, visit number."""
+    pv1.pv1_1 = "1"
+    pv1.pv1_2 = escape(str(visit.get("patient_class") or "U"))
+    location = [escape(str(p)) for p in visit.get("location") or []]
+    if any(location):
+        pv1.pv1_3 = "^".join(location).rstrip("^")
+    attending = [escape(str(p)) for p in visit.get("attending") or []]
+    if any(attending):
+        pv1.pv1_7 = "^".join(attending).rstrip("^")
+    if visit.get("visit_number"):
+        pv1.pv1_19 = escape(str(visit["visit_number"]))
+
+
 def build_oru(resources: Sequence[dict[str, Any]], options: OruOptions) -> str:
     """The ORU^R01 of the publication's DiagnosticReport, as ER7 (segments joined by CR).
 
@@ -222,7 +239,8 @@ def build_oru(resources: Sequence[dict[str, Any]], options: OruOptions) -> str:
 
         result = msg.add_group("ORU_R01_PATIENT_RESULT")
         if patient is not None:
-            pid = result.add_group("ORU_R01_PATIENT").pid
+            patient_group = result.add_group("ORU_R01_PATIENT")
+            pid = patient_group.pid
             pid.pid_1 = "1"
             ids = [
                 f"{escape(str(i['value']))}^^^{_authority(i.get('system'))}^MR"
@@ -241,6 +259,8 @@ def build_oru(resources: Sequence[dict[str, Any]], options: OruOptions) -> str:
                 pid.pid_7 = _hl7_time(str(patient["birthDate"]))
             if patient.get("gender") in _SEX:
                 pid.pid_8 = _SEX[str(patient["gender"])]
+            if options.visit:
+                _pv1(patient_group.add_group("ORU_R01_VISIT").pv1, options.visit)
 
         group = result.add_group("ORU_R01_ORDER_OBSERVATION")
         placer, filler = _ident(order, "PLAC"), _ident(order, "FILL")

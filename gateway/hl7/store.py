@@ -40,6 +40,7 @@ def store_inbound(session: Session, inbound: Inbound) -> str:
         row.modality = o.modality or row.modality
         row.study_instance_uid = o.study_instance_uid or row.study_instance_uid
         row.order_control = o.order_control
+        row.visit = inbound.visit or row.visit
         row.message_type = inbound.message_type
         row.message_id = inbound.control_id[:64]
         row.updated_at = now
@@ -73,6 +74,11 @@ def store_inbound(session: Session, inbound: Inbound) -> str:
         # No patient identifiers at INFO: the merge row holds them.
         log.info("patient merge recorded (ADT^A40)", extra={"orders_moved": moved, "fhir_patients": linked})
         return "merge"
+    if inbound.visit is not None:  # an ADT's PV1: the visit of this patient's orders, for the ORU's PV1
+        for order in session.scalars(
+            select(Order).where(Order.patient_id == patient.patient_id, Order.issuer == patient.issuer)
+        ):
+            order.visit, order.updated_at = inbound.visit, now
     known = session.scalars(
         select(Patient).where(Patient.patient_id == patient.patient_id, Patient.issuer == patient.issuer)
     ).first()

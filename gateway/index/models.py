@@ -79,6 +79,8 @@ class Study(Base):
     study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
     patient_fk: Mapped[int] = mapped_column(ForeignKey("patients.id"))
     accession_number: Mapped[str | None] = mapped_column(String(64))
+    #: IssuerOfAccessionNumberSequence's local or universal entity ID (identifier system via the site table).
+    accession_issuer: Mapped[str | None] = mapped_column(String(64))
     study_id: Mapped[str | None] = mapped_column(String(16))
     study_date: Mapped[str | None] = mapped_column(String(8))
     study_time: Mapped[str | None] = mapped_column(String(32))
@@ -234,6 +236,8 @@ class Order(Base):
     modality: Mapped[str | None] = mapped_column(String(16))
     study_instance_uid: Mapped[str | None] = mapped_column(String(64), index=True)
     order_control: Mapped[str | None] = mapped_column(String(8))
+    #: PV1 of the order or a later ADT (patient class, location, attending, visit number), for the ORU.
+    visit: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     message_type: Mapped[str] = mapped_column(String(16))
     message_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)

@@ -90,6 +90,7 @@ class IdCache:
 def _study_fields(attrs: InstanceAttributes) -> dict[str, Any]:
     return {
         "accession_number": attrs.accession_number,
+        "accession_issuer": attrs.accession_issuer,
         "study_id": attrs.study_id,
         "study_date": attrs.study_date,
         "study_time": attrs.study_time,

@@ -21,19 +21,22 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.index import queue
 from gateway.index.models import Job, Study, utcnow
 from gateway.index.repo import insert_ignore
 from gateway.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
+#: The lease mechanics (claim, own, fail, release, requeue) shared with the outbox.
+QUEUE = queue.LeasedQueue(Job, leased="running")
 
 
 def backoff_seconds(attempts: int, settings: PipelineSettings) -> float:
     """Exponential backoff after ``attempts`` failed tries: base, 2·base, 4·base ... capped."""
-    return float(min(settings.backoff_base * (2 ** max(attempts - 1, 0)), settings.backoff_max))
+    return queue.backoff_seconds(attempts, settings.backoff_base, settings.backoff_max)
 
 
 @dataclass(frozen=True)
@@ -98,31 +101,9 @@ def claim(sessions: sessionmaker[Session], owner: str, settings: PipelineSetting
     """Claim the oldest runnable job: pending and due, or running with an expired lease."""
     now = utcnow()
     with sessions.begin() as session:
-        query = (
-            select(Job)
-            .where(
-                or_(
-                    (Job.state == "pending") & (Job.available_at <= now),
-                    (Job.state == "running") & (Job.lease_expires_at < now),
-                )
-            )
-            .order_by(Job.available_at, Job.id)
-            .limit(1)
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        job = session.scalars(query).one_or_none()
+        job = QUEUE.claim(session, owner, settings.lease_seconds, now)
         if job is None:
             return None
-        if job.state == "running":
-            log.warning(
-                "reclaiming job after lease expiry", extra={"job": job.id, "previous_owner": job.lease_owner}
-            )
-        job.state = "running"
-        job.lease_owner = owner
-        job.lease_expires_at = now + dt.timedelta(seconds=settings.lease_seconds)
-        job.attempts += 1
-        job.updated_at = now
         study = session.get(Study, job.study_fk)
         if (
             study is not None
@@ -147,10 +128,9 @@ def renew(sessions: sessionmaker[Session], claimed: Claimed, owner: str, lease_s
 
 
 def _own(session: Session, claimed: Claimed, owner: str) -> Job | None:
-    job = session.get(Job, claimed.job_id)
-    if job is None or job.state != "running" or job.lease_owner != owner:
+    job = QUEUE.own(session, claimed.job_id, owner)
+    if job is None:
         log.warning("job lease lost before completion; result discarded", extra={"job": claimed.job_id})
-        return None
     return job
 
 
@@ -167,13 +147,10 @@ def complete(
         job = _own(session, claimed, owner)
         if job is None:
             return
-        job.state = "done"
+        QUEUE.finish(job, "done", now)
         job.result = result
         job.last_error = None
         job.finished_at = now
-        job.updated_at = now
-        job.lease_owner = None
-        job.lease_expires_at = None
         study = session.get(Study, claimed.study_id)
         current = study is not None and study.version == claimed.study_version and study.state == "processing"
         if next_stage is not None:
@@ -191,10 +168,9 @@ def supersede(sessions: sessionmaker[Session], claimed: Claimed, owner: str) -> 
     with sessions.begin() as session:
         job = _own(session, claimed, owner)
         if job is not None:
-            job.state = "superseded"
-            job.finished_at = job.updated_at = utcnow()
-            job.lease_owner = None
-            job.lease_expires_at = None
+            now = utcnow()
+            QUEUE.finish(job, "superseded", now)
+            job.finished_at = now
 
 
 def fail(
@@ -212,39 +188,28 @@ def fail(
         job = _own(session, claimed, owner)
         if job is None:
             return "lost"
-        job.last_error = error[:4000]
-        job.updated_at = now
-        job.lease_owner = None
-        job.lease_expires_at = None
-        if permanent or job.attempts >= settings.max_attempts:
-            job.state = "dead"
+        state = QUEUE.fail(
+            job,
+            error,
+            now,
+            permanent=permanent,
+            max_attempts=settings.max_attempts,
+            backoff_base=settings.backoff_base,
+            backoff_max=settings.backoff_max,
+        )
+        if state == "dead":
             job.finished_at = now
             study = session.get(Study, claimed.study_id)
             if study is not None and study.version == claimed.study_version and study.state == "processing":
                 study.state = "failed"
                 study.state_reason = f"{claimed.stage}: {error}"[:2000]
                 study.updated_at = now
-            return "dead"
-        job.state = "pending"
-        job.available_at = now + dt.timedelta(seconds=backoff_seconds(job.attempts, settings))
-        return "pending"
+        return state
 
 
 def release(sessions: sessionmaker[Session], owner: str) -> int:
     """Give back every job this worker holds (graceful shutdown); the attempt does not count."""
-    with sessions.begin() as session:
-        result = session.execute(
-            update(Job)
-            .where(Job.lease_owner == owner, Job.state == "running")
-            .values(
-                state="pending",
-                lease_owner=None,
-                lease_expires_at=None,
-                attempts=Job.attempts - 1,
-                available_at=utcnow(),
-            )
-        )
-        return int(getattr(result, "rowcount", 0) or 0)
+    return QUEUE.release(sessions, owner, utcnow())
 
 
 def retry(sessions: sessionmaker[Session], job_id: int) -> bool:
@@ -252,12 +217,8 @@ def retry(sessions: sessionmaker[Session], job_id: int) -> bool:
     now = utcnow()
     with sessions.begin() as session:
         job = session.get(Job, job_id)
-        if job is None or job.state not in ("dead", "pending"):
+        if job is None or not QUEUE.requeue(job, now):
             return False
-        job.state = "pending"
-        job.attempts = 0
-        job.available_at = now
-        job.updated_at = now
         job.finished_at = None
         study = session.get(Study, job.study_fk)
         if study is not None and study.version == job.study_version and study.state == "failed":

@@ -39,8 +39,16 @@ class User:
 
 
 def add_user(
-    session: Session, username: str, password: str, *, role: str, display_name: str | None = None
+    session: Session,
+    username: str,
+    password: str,
+    *,
+    role: str,
+    display_name: str | None = None,
+    by: User | None = None,
 ) -> int:
+    """Create an account; ``by`` is the administrator who did it in the review page (None: the command
+    line), named in the audit record."""
     username = username.strip()
     if not username or len(username) > 64 or any(c.isspace() for c in username):
         raise AccountError("a username is 1-64 characters without spaces")
@@ -58,7 +66,7 @@ def add_user(
     )
     session.add(user)
     session.flush()
-    audit(session, None, "user-add", None, {"username": username, "role": role})
+    audit(session, by, "user-add", None, {"username": username, "role": role})
     return user.id
 
 
@@ -129,3 +137,85 @@ def audit(
             detail=detail,
         )
     )
+
+
+# -- administration (the review page's account list; every change audited with the administrator) ----------
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    username: str
+    display_name: str
+    role: str
+    disabled: bool
+    created_at: dt.datetime
+
+
+def list_users(session: Session) -> list[Account]:
+    return [
+        Account(u.id, u.username, u.display_name, u.role, u.disabled, u.created_at)
+        for u in session.scalars(select(UiUser).order_by(UiUser.username))
+    ]
+
+
+def _target(session: Session, username: str) -> UiUser:
+    row = session.scalar(select(UiUser).where(UiUser.username == username))
+    if row is None:
+        raise AccountError(f"no user {username!r}")
+    return row
+
+
+def _other_active_admins(session: Session, row: UiUser) -> int:
+    return len(
+        session.scalars(
+            select(UiUser.id).where(
+                UiUser.role == "administrator", UiUser.disabled.is_(False), UiUser.id != row.id
+            )
+        ).all()
+    )
+
+
+def change_user(
+    session: Session,
+    admin: User,
+    username: str,
+    *,
+    action: str,
+    role: str | None = None,
+    password: str | None = None,
+) -> None:
+    """``action``: disable | enable | reset (``password``) | role (``role``). Disabling or resetting ends the
+    user's sessions. The last active administrator can be neither disabled nor demoted."""
+    row = _target(session, username)
+    detail: dict[str, object] = {"username": username}
+    if action == "disable":
+        if row.role == "administrator" and not _other_active_admins(session, row):
+            raise AccountError("the last active administrator cannot be disabled")
+        row.disabled = True
+        session.execute(delete(UiSession).where(UiSession.user_fk == row.id))
+    elif action == "enable":
+        row.disabled = False
+    elif action == "reset":
+        if password is None or len(password) < 8:
+            raise AccountError("a password has at least 8 characters")
+        row.password_hash = _hasher.hash(password)
+        session.execute(delete(UiSession).where(UiSession.user_fk == row.id))
+    elif action == "role":
+        if role not in ROLES:
+            raise AccountError(f"role must be one of {', '.join(ROLES)}")
+        if row.role == "administrator" and role != "administrator" and not _other_active_admins(session, row):
+            raise AccountError("the last active administrator cannot lose the role")
+        detail.update({"was": row.role, "now": role})
+        row.role = role
+    else:
+        raise AccountError(f"unknown account action {action!r}")
+    audit(session, admin, f"user-{action}", None, detail)
+
+
+def enabled_user(session: Session, username: str) -> User | None:
+    """The enabled account of this name (a sign-in through OpenID Connect names it by a claim)."""
+    row = session.scalar(select(UiUser).where(UiUser.username == username.strip()))
+    if row is None or row.disabled:
+        return None
+    return User(row.id, row.username, row.display_name, row.role)

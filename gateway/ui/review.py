@@ -18,6 +18,12 @@ from gateway.align.model import Link
 from gateway.fhir.mapping.review import DraftReviewData
 from gateway.index.models import DraftReview, Instance, LinkCorrection, Series, UiUser
 
+#: What a reader can decide on a draft: approve it, reject it, save an edit without approving, or withdraw
+#: an approval (back to preliminary). The newest decision of a study version is the one published.
+DECISIONS = ("approved", "rejected", "saved", "withdrawn")
+#: Decisions after which the draft still waits for a reader.
+PENDING = ("saved", "withdrawn")
+
 #: The method a reader-chosen link carries in FHIR and in the ground-truth export.
 READER_METHOD = "reader"
 
@@ -48,11 +54,15 @@ def corrected_links(
 ) -> list[tuple[str | None, Link]]:
     """Each kept link with the instance it pointed to before any correction (the key of later ones).
 
-    The newest correction of a link wins (``corrections`` oldest first); a removed link is left out.
+    The newest correction of a link wins (``corrections`` oldest first); a removed link is left out. A
+    correction that names no earlier instance and matches no link is a link the reader *added* to a sentence
+    that had none; it comes after the pipeline's links.
     """
     latest = {c.key: c for c in corrections}
     out: list[tuple[str | None, Link]] = []
+    matched: set[tuple[str, int | None, int | None, str | None]] = set()
     for link in links:
+        matched.add(link_key(link))
         c = latest.get(link_key(link))
         if c is None:
             out.append((link.sop_instance_uid, link))
@@ -66,6 +76,20 @@ def corrected_links(
                 resolved=True,
             )
             out.append((link.sop_instance_uid, fixed))
+    for key, c in latest.items():
+        if c.original_sop is None and c.new_sop is not None and key not in matched:
+            added = Link(
+                text=c.text,
+                image_ref=None,
+                sop_instance_uid=c.new_sop,
+                series_instance_uid=c.new_series,
+                method=cast(Any, READER_METHOD),
+                confidence=1.0,
+                paragraph=c.paragraph,
+                sentence=c.sentence,
+                source=cast(Any, c.source if c.source in ("report", "draft") else "report"),
+            )
+            out.append((None, added))
     return out
 
 
@@ -116,7 +140,7 @@ def review_for_publish(
     if found is None:
         return fixed, None
     review, user = found
-    decision = "approved" if review.decision == "approved" else "rejected"
+    decision = review.decision if review.decision in DECISIONS else "rejected"
     return fixed, DraftReviewData(
         decision=cast(Any, decision),
         reader_username=user.username,

@@ -25,15 +25,16 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway.dicomweb.access import Access
+from gateway.dicomweb.access import ROLES, Access
 from gateway.index.models import DraftReview, LinkCorrection, Study
-from gateway.ui import accounts, review, views
+from gateway.ui import accounts, oidc, review, views
 from gateway.ui.i18n import pick_language, translator
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 COOKIE = "gw_session"
 LOGIN_CSRF = "gw_login_csrf"
+OIDC_COOKIE = "gw_oidc"
 CSP = (
     "default-src 'self'; img-src 'self' data:; script-src 'self'; "
     "style-src 'self' 'unsafe-inline'; "
@@ -69,6 +70,8 @@ class Ui:
         self.settings = settings
         self.access = access
         self.env = _env()
+        login = settings.ui.oidc
+        self.oidc = oidc.OidcClient(login) if login is not None else None
 
     # -- plumbing --------------------------------------------------------------------------------------------
     def lang(self, request: Request) -> str:
@@ -78,7 +81,10 @@ class Ui:
 
     def render(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
         lang = self.lang(request)
-        html = self.env.get_template(name).render(t=translator(lang), lang=lang, request=request, **context)
+        oidc_name = self.settings.ui.oidc.display_name if self.oidc is not None else None
+        html = self.env.get_template(name).render(
+            t=translator(lang), lang=lang, request=request, oidc_name=oidc_name, **context
+        )
         return HTMLResponse(html, status_code=status, headers=self.headers())
 
     @staticmethod
@@ -106,7 +112,8 @@ class Ui:
                     return RedirectResponse(f"/ui/login?next={quote(request.url.path)}", status_code=303)
                 return JSONResponse({"error": "login required"}, status_code=401)
             try:
-                if request.method == "POST" and not self.access.may(user.role, action):
+                # Administration pages are not even shown to readers; other pages are, their forms are not.
+                if (request.method == "POST" or action == "admin") and not self.access.may(user.role, action):
                     raise Forbidden
                 return handler(request, user)
             except Forbidden:
@@ -209,6 +216,11 @@ class Ui:
             )
             return response
         response = RedirectResponse(target, status_code=303)
+        self.set_session(response, cookie)
+        response.delete_cookie(LOGIN_CSRF, path="/ui/login")
+        return response
+
+    def set_session(self, response: Response, cookie: str) -> None:
         response.set_cookie(
             COOKIE,
             cookie,
@@ -218,7 +230,66 @@ class Ui:
             secure=self.settings.ui.secure_cookies,
             path="/",
         )
-        response.delete_cookie(LOGIN_CSRF, path="/ui/login")
+
+    # -- sign-in through the site's OpenID Connect server (gateway.ui.oidc) --------------------------------
+    def oidc_redirect_uri(self, request: Request) -> str:
+        login = self.settings.ui.oidc
+        return str(login.redirect_uri or str(request.url_for("ui_oidc_callback")))
+
+    def oidc_login(self, request: Request) -> Response:
+        if self.oidc is None:
+            return Response(status_code=404)
+        pending = oidc.Pending.new()
+        try:
+            target = self.oidc.redirect(self.oidc_redirect_uri(request), pending)
+        except oidc.OidcError as exc:
+            log.warning("OpenID Connect sign-in unavailable: %s", exc)
+            return self.render(request, "message.html", 502, user=None, message=str(exc))
+        response = RedirectResponse(target, status_code=303)
+        # SameSite=Lax: the server's redirect back is a top-level GET, which carries it.
+        response.set_cookie(
+            OIDC_COOKIE,
+            pending.encode(),
+            max_age=600,
+            httponly=True,
+            samesite="lax",
+            secure=self.settings.ui.secure_cookies,
+            path="/ui/oidc",
+        )
+        return response
+
+    def oidc_callback(self, request: Request) -> Response:
+        if self.oidc is None:
+            return Response(status_code=404)
+        t = translator(self.lang(request))
+        pending = oidc.Pending.decode(request.cookies.get(OIDC_COOKIE))
+        q = request.query_params
+        failed: str | None = None
+        claims: dict[str, Any] = {}
+        if pending is None or not hmac.compare_digest(q.get("state", "").encode(), pending.state.encode()):
+            failed = "state"
+        elif q.get("error") or not q.get("code"):
+            failed = f"server: {q.get('error', 'no code')[:64]}"
+        else:
+            try:
+                claims = self.oidc.sign_in(q["code"], self.oidc_redirect_uri(request), pending)
+            except oidc.OidcError as exc:
+                failed = str(exc)
+        name = str(claims.get(self.settings.ui.oidc.username_claim, "")) if not failed else ""
+        with self.sessions.begin() as session:
+            user = accounts.enabled_user(session, name) if name else None
+            if user is None:
+                failed = failed or "no enabled account for this sign-in"
+                accounts.audit(session, None, "login-failed", None, {"via": "oidc", "why": failed[:120]})
+            else:
+                cookie = accounts.open_session(session, user, self.settings.ui.session_lifetime)
+                accounts.audit(session, user, "login", None, {"via": "oidc"})
+        if user is None:
+            response = self.render(request, "message.html", 403, user=None, message=t["oidc_failed"])
+        else:
+            response = RedirectResponse("/ui/worklist", status_code=303)
+            self.set_session(response, cookie)
+        response.delete_cookie(OIDC_COOKIE, path="/ui/oidc")
         return response
 
     def logout(self, request: Request, user: accounts.User) -> Response:
@@ -297,6 +368,22 @@ class Ui:
             decision = review.draft_review(session, study.id, study.version)
             pairs = views.study_instances(session, study)
             has_pdf = views.report_pdf_path(session, study) is not None
+            # Every report read for the study; an SR (no page to draw) is shown as its content tree.
+            reports = views.read_reports(session, study)
+            primary_sop = (document or {}).get("source_sop_instance_uid")
+            chosen = request.query_params.get("report") or primary_sop
+            shown = next((inst for _, inst in reports if inst and inst.sop_instance_uid == chosen), None)
+            sr = views.sr_tree(shown)
+            report_list = [
+                {
+                    "sop": inst.sop_instance_uid,
+                    "kind": str((doc.content or {}).get("source_kind") or ""),
+                    "current": inst.sop_instance_uid == chosen,
+                    "primary": inst.sop_instance_uid == primary_sop,
+                }
+                for doc, inst in reports
+                if inst is not None
+            ]
         base = f"/dicomweb/studies/{uid}"
         info: dict[str, dict[str, Any]] = {}
         series: dict[str, dict[str, Any]] = {}
@@ -353,7 +440,9 @@ class Ui:
             user=user,
             study=study,
             document=document,
-            pages=views.pages(document) if document and has_pdf else [],
+            pages=views.pages(document) if document and has_pdf and chosen == primary_sop else [],
+            sr=sr,
+            reports=report_list,
             paragraphs=paragraphs,
             draft=draft,
             decision=decision,
@@ -414,7 +503,11 @@ class Ui:
             accounts.audit(
                 session,
                 user,
-                "link-remove" if new_sop is None else "link-correct",
+                "link-remove"
+                if new_sop is None
+                else "link-add"
+                if form.get("action") == "add"
+                else "link-correct",
                 study.id,
                 {
                     "paragraph": paragraph,
@@ -432,7 +525,7 @@ class Ui:
         self.check_csrf(form, user)
         uid = request.path_params["uid"]
         action = form.get("action", "")
-        if action not in ("approve", "reject"):
+        if action not in ("approve", "reject", "save", "withdraw"):
             return self.render(request, "message.html", 400, user=user, message="unknown action")
         with self.sessions.begin() as session:
             study = self.study(session, uid)
@@ -447,21 +540,35 @@ class Ui:
                 )
             original = [str(s.get("text", "")) for s in draft["sentences"]]
             edited = [line.strip() for line in form.get("text", "").splitlines() if line.strip()]
-            sentences = edited if action == "approve" else original
-            if action == "approve" and not sentences:
+            current = review.draft_review(session, study.id, study.version)
+            if action == "withdraw":
+                # Only an approval can be withdrawn; the approved text stays as the preliminary draft.
+                if current is None or current[0].decision != "approved":
+                    return self.render(
+                        request,
+                        "message.html",
+                        409,
+                        user=user,
+                        message=translator(self.lang(request))["nothing_to_withdraw"],
+                    )
+                sentences = list(current[0].sentences)
+            else:
+                sentences = edited if action in ("approve", "save") else original
+            if action in ("approve", "save") and not sentences:
                 return self.render(request, "message.html", 400, user=user, message="nothing to approve")
+            decision = {"approve": "approved", "reject": "rejected", "save": "saved", "withdraw": "withdrawn"}
             session.add(
                 DraftReview(
                     study_fk=study.id,
                     study_version=study.version,
-                    decision="approved" if action == "approve" else "rejected",
+                    decision=decision[action],
                     sentences=sentences,
                     model_name=str(draft.get("model_name") or ""),
                     model_version=str(draft.get("model_version") or ""),
                     user_fk=user.id,
                 )
             )
-            if action == "approve" and sentences != original:
+            if action in ("approve", "save") and sentences != original:
                 accounts.audit(
                     session, user, "draft-edit", study.id, {"before": original, "after": sentences}
                 )
@@ -499,6 +606,49 @@ class Ui:
                 "republishing after a review failed; the next publication will carry it", exc_info=True
             )
 
+    # -- accounts (administrators) ---------------------------------------------------------------------------
+    def users(self, request: Request, user: accounts.User, error: str | None = None) -> Response:
+        with self.sessions() as session:
+            rows = accounts.list_users(session)
+        return self.render(
+            request,
+            "users.html",
+            400 if error else 200,
+            user=user,
+            rows=rows,
+            roles=ROLES,
+            error=error,
+            saved=request.query_params.get("saved") == "1",
+        )
+
+    def users_change(self, request: Request, user: accounts.User) -> Response:
+        form = self.form(request)
+        self.check_csrf(form, user)
+        action = form.get("action", "")
+        try:
+            with self.sessions.begin() as session:
+                if action == "add":
+                    accounts.add_user(
+                        session,
+                        form.get("username", ""),
+                        form.get("password", ""),
+                        role=form.get("role", "reader"),
+                        display_name=form.get("display_name") or None,
+                        by=user,
+                    )
+                else:
+                    accounts.change_user(
+                        session,
+                        user,
+                        form.get("username", ""),
+                        action=action,
+                        role=form.get("role") or None,
+                        password=form.get("password") or None,
+                    )
+        except accounts.AccountError as exc:
+            return self.users(request, user, error=str(exc))
+        return RedirectResponse("/ui/admin/users?saved=1", status_code=303)
+
     def ground_truth(self, request: Request, user: accounts.User) -> Response:
         uid = request.path_params["uid"]
         with self.sessions() as session:
@@ -517,6 +667,8 @@ def build_ui_routes(sessions: sessionmaker[Session], settings: Any, access: Acce
         Route("/login", ui.login, methods=["GET", "POST"]),
         Route("/logout", ui.page(ui.logout), methods=["POST"]),
         Route("/lang/{code}", ui.language, methods=["GET"]),
+        Route("/oidc/login", ui.oidc_login, methods=["GET"]),
+        Route("/oidc/callback", ui.oidc_callback, methods=["GET"], name="ui_oidc_callback"),
         Route("/worklist", ui.page(ui.worklist), methods=["GET"]),
         Route("/study/{uid}", ui.page(ui.study_view), methods=["GET"]),
         Route("/study/{uid}/page/{number:int}.png", ui.page(ui.page_image), methods=["GET"]),
@@ -524,6 +676,8 @@ def build_ui_routes(sessions: sessionmaker[Session], settings: Any, access: Acce
         Route("/study/{uid}/link", ui.page(ui.correct_link), methods=["POST"]),
         Route("/study/{uid}/draft", ui.page(ui.draft_decision), methods=["POST"]),
         Route("/study/{uid}/retry", ui.page(ui.retry, action="retry"), methods=["POST"]),
+        Route("/admin/users", ui.page(ui.users, action="admin"), methods=["GET"]),
+        Route("/admin/users", ui.page(ui.users_change, action="admin"), methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return [Mount("/ui", routes=routes)]

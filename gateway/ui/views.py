@@ -100,12 +100,15 @@ def worklist(session: Session, filters: Filters, page_size: int) -> tuple[list[W
             {m for m in session.scalars(select(Series.modality).where(Series.study_fk == study.id)) if m}
         )
         draft = draft_of(session, study)
-        reviewed = session.scalar(
-            select(DraftReview.id).where(
-                DraftReview.study_fk == study.id, DraftReview.study_version == study.version
-            )
+        decided = session.scalar(
+            select(DraftReview.decision)
+            .where(DraftReview.study_fk == study.id, DraftReview.study_version == study.version)
+            .order_by(DraftReview.id.desc())
+            .limit(1)
         )
-        waiting = 1 if draft and draft.get("sentences") and reviewed is None else 0
+        # Saved edits and withdrawn approvals still wait for a reader's decision.
+        pending = decided is None or decided in ("saved", "withdrawn")
+        waiting = 1 if draft and draft.get("sentences") and pending else 0
         dead = session.scalar(
             select(Job.id)
             .where(Job.study_fk == study.id, Job.state == "dead")
@@ -234,3 +237,24 @@ def study_instances(session: Session, study: Study) -> list[tuple[Instance, Seri
             .order_by(Series.series_number, Instance.instance_number, Instance.id)
         ).tuples()
     ]
+
+
+def read_reports(session: Session, study: Study) -> list[tuple[Document, Instance | None]]:
+    """Every report read for the current study version, with the instance it came from."""
+    out = []
+    for doc in _current_docs(session, study, "read_report", "document"):
+        inst = session.get(Instance, doc.instance_fk) if doc.instance_fk else None
+        out.append((doc, inst))
+    return out
+
+
+def sr_tree(instance: Instance | None) -> Any:
+    """The content tree of an SR instance (:mod:`gateway.ui.srtree`), or None when it is not an SR."""
+    from pydicom import dcmread
+
+    from gateway.reading.sr import SR_SOP_CLASSES
+    from gateway.ui.srtree import content_tree
+
+    if instance is None or instance.sop_class_uid not in SR_SOP_CLASSES or not instance.path:
+        return None
+    return content_tree(dcmread(instance.path, stop_before_pixels=True))

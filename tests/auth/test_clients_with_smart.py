@@ -1,11 +1,16 @@
-"""Real FHIR clients (fhirpy, SMART's fhirclient) against a real uvicorn server, authenticated with a SMART
-Backend Services token obtained with a private key: search with _include, paging, count(), read, vread,
-history."""
+"""Real FHIR clients (fhirpy, SMART's fhirclient, and fhir-kit-client on Node) against a real uvicorn
+server, authenticated with a SMART Backend Services token obtained with a private key: search with
+_include, paging, count(), read, vread, history.
+
+fhir-kit-client runs as ``tests/node/fhir_kit_client.mjs`` (installed by scripts/setup.sh with npm ci); it
+discovers the token URL, signs its own client assertion (RS384 and ES384) and prints what it saw."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -17,7 +22,8 @@ import httpx
 import jwt
 import pytest
 import uvicorn
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fhir_seed import publish_input, seed_index
 from fhirpy import SyncFHIRClient
 from starlette.applications import Starlette
@@ -44,13 +50,28 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
         save_resources(session, resources, study_fk=study_fk)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())), "kid": "k1", "alg": "RS384"}
+    ec_key = ec.generate_private_key(ec.SECP384R1())
+    ec_public = {
+        **json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ec_key.public_key())),
+        "kid": "k2",
+        "alg": "ES384",
+    }
+    pems = {}
+    for alg, private in (("RS384", key), ("ES384", ec_key)):
+        pem = tmp_path / f"{alg}.pem"
+        pem.write_bytes(
+            private.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        pems[alg] = pem
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     settings = Settings.load(
         None,
         data_dir=tmp_path / "data",
         http={"public_base_url": base},
-        auth={"clients": [{"client_id": "emr", "jwks": {"keys": [public]}}]},
+        auth={"clients": [{"client_id": "emr", "jwks": {"keys": [public, ec_public]}}]},
     )
     app = Starlette(routes=build_fhir_routes(sessions, settings, "unused-static-token"))
     srv = uvicorn.Server(
@@ -83,7 +104,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
             "scope": "system/*.rs",
         },
     ).json()["access_token"]
-    yield {"base": f"{base}/fhir", "token": token, "resources": resources}
+    yield {"base": f"{base}/fhir", "token": token, "resources": resources, "keys": pems}
     srv.should_exit = True
     thread.join(5)
     sessions.kw["bind"].dispose()
@@ -135,3 +156,47 @@ def test_smart_fhirclient(served: dict[str, Any]) -> None:
     assert kinds.count("DiagnosticReport") == 1 and kinds.count("Observation") >= 2
     paged = list(Observation.where({"patient": pid, "_count": "1"}).perform_resources_iter(server))
     assert len(paged) == kinds.count("Observation")
+
+
+NODE_SCRIPT = Path(__file__).resolve().parents[1] / "node" / "fhir_kit_client.mjs"
+
+
+@pytest.mark.parametrize("alg", ["RS384", "ES384"])
+def test_fhir_kit_client(served: dict[str, Any], alg: str) -> None:
+    if not (NODE_SCRIPT.parent / "node_modules" / "fhir-kit-client").is_dir():
+        pytest.fail("tests/node/node_modules is missing: run scripts/setup.sh (npm ci --prefix tests/node)")
+    pid, rid = _id(served["resources"], "Patient"), _id(served["resources"], "DiagnosticReport")
+    n = sum(1 for r in served["resources"] if r["resourceType"] == "Observation")
+    run = subprocess.run(
+        ["node", str(NODE_SCRIPT)],
+        env={
+            **os.environ,
+            "FHIR_BASE": served["base"],
+            "CLIENT_ID": "emr",
+            "KEY_FILE": str(served["keys"][alg]),
+            "KID": "k1" if alg == "RS384" else "k2",
+            "ALG": alg,
+            "PATIENT": pid,
+            "REPORT": rid,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout)
+    assert seen["tokenUrl"].endswith("/auth/token")
+    assert seen["token"]["type"].lower() == "bearer" and 0 < seen["token"]["expiresIn"] <= 300
+    assert set(seen["token"]["scope"].split()) == {"system/DiagnosticReport.rs", "system/Observation.rs"}
+    assert seen["withoutToken"] == 401
+    assert seen["include"].count(["DiagnosticReport", "match"]) == 1
+    assert seen["include"].count(["Observation", "include"]) == n >= 2
+    # _count=1 pages: one Observation a page, every Observation once, by following the next links.
+    assert [len(p) for p in seen["pages"]] == [1] * n
+    assert len({i for p in seen["pages"] for i in p}) == n
+    assert seen["read"] == {"id": rid, "status": "final", "versionId": "1"}
+    assert seen["vread"] == {"id": rid, "versionId": "1"}
+    assert seen["history"] == {"type": "history", "total": 1, "entries": 1}
+    assert seen["typeHistory"]["type"] == "history" and seen["typeHistory"]["entries"] >= 1
+    assert seen["outOfScope"] == 403  # the token was granted DiagnosticReport and Observation only

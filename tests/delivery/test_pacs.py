@@ -1,5 +1,5 @@
-"""Results back to the PACS: a Basic Text SR and a KOS, checked with dciodvfy (dicom3tools) and stored in
-Orthanc (Debian) with C-STORE from the outbox."""
+"""Results back to the PACS: a Basic Text SR, a KOS and the HTML rendition as an Encapsulated PDF, checked
+with dciodvfy (dicom3tools) and stored in Orthanc (Debian) with C-STORE from the outbox."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from harness import find_free_port
 from test_stage_align import STUDY, put_read_report, seed
 
 from gateway.delivery import build_senders
-from gateway.delivery.pacs import build_kos, build_sr, part10
+from gateway.delivery.pacs import build_kos, build_pdf, build_sr, part10
 from gateway.delivery.worker import DeliveryWorker
 from gateway.fhir.store import SaveSummary
 from gateway.index.models import FhirResource, Outbox
@@ -88,6 +88,29 @@ def test_sr_and_kos_pass_dciodvfy(
     assert build_sr(resources, "2").SOPInstanceUID != sr.SOPInstanceUID
 
 
+def test_rendition_pdf_passes_dciodvfy_and_carries_the_report_text(
+    sessions: sessionmaker[Session], tmp_path: Path, settings: Settings
+) -> None:
+    import pymupdf
+
+    resources = _published(sessions, tmp_path, settings)
+    ds = build_pdf(resources, "1")
+    assert ds is not None
+    (tmp_path / "pdf.dcm").write_bytes(part10(ds))
+    assert _dciodvfy(tmp_path / "pdf.dcm") == []
+    pdf = bytes(ds.EncapsulatedDocument)[: ds.EncapsulatedDocumentLength]
+    doc = pymupdf.open(stream=pdf, filetype="pdf")
+    text = "".join(page.get_text() for page in doc)
+    assert "右肺上叶见结节（Se 2 Im 5）。" in text and "另见图1。" in text
+    assert any(link.get("uri", "").endswith(f"{STUDY}.2.5.png") for link in doc[0].get_links())
+    assert len(pdf) < 200_000  # the CJK font is subset, not embedded whole
+    assert build_pdf(resources, "1").SOPInstanceUID == ds.SOPInstanceUID  # stable per report version
+    for res in resources:
+        if res["resourceType"] == "DiagnosticReport":
+            res.pop("presentedForm", None)
+    assert build_pdf(resources, "1") is None
+
+
 def test_machine_draft_sr_is_preliminary_with_device_observer(
     sessions: sessionmaker[Session], tmp_path: Path, settings: Settings
 ) -> None:
@@ -145,7 +168,15 @@ def test_sr_and_kos_reach_orthanc(
                 time.sleep(0.2)
         settings = settings_factory(
             delivery={
-                "pacs": [{"name": "pacs", "ae_title": "ORTHANC", "host": "127.0.0.1", "port": dicom_port}]
+                "pacs": [
+                    {
+                        "name": "pacs",
+                        "ae_title": "ORTHANC",
+                        "host": "127.0.0.1",
+                        "port": dicom_port,
+                        "rendition_pdf": True,
+                    }
+                ]
             }
         )
         study = seed(sessions, tmp_path)
@@ -160,10 +191,12 @@ def test_sr_and_kos_reach_orthanc(
                 break
         worker.stop()
         with sessions() as session:
-            rows = list(session.scalars(select(Outbox).where(Outbox.kind == "pacs")))
-        assert [(r.payload["object"], r.state) for r in rows] == [("sr", "sent"), ("kos", "sent")], [
-            r.last_error for r in rows
-        ]
+            rows = list(session.scalars(select(Outbox).where(Outbox.kind == "pacs").order_by(Outbox.id)))
+        assert [(r.payload["object"], r.state) for r in rows] == [
+            ("sr", "sent"),
+            ("kos", "sent"),
+            ("pdf", "sent"),
+        ], [r.last_error for r in rows]
         found = httpx.post(
             f"{base}/tools/find",
             json={"Level": "Instance", "Query": {"StudyInstanceUID": STUDY}, "Expand": True},
@@ -172,7 +205,11 @@ def test_sr_and_kos_reach_orthanc(
             pydicom.dcmread(io.BytesIO(httpx.get(f"{base}/instances/{i['ID']}/file").content)).SOPClassUID
             for i in found
         )
-        assert classes == ["1.2.840.10008.5.1.4.1.1.88.11", "1.2.840.10008.5.1.4.1.1.88.59"]
+        assert classes == [
+            "1.2.840.10008.5.1.4.1.1.104.1",
+            "1.2.840.10008.5.1.4.1.1.88.11",
+            "1.2.840.10008.5.1.4.1.1.88.59",
+        ]
     finally:
         proc.terminate()
         proc.wait(10)

@@ -126,6 +126,7 @@ def test_order_numbers_reach_fhir_and_oru(
                 requested_procedure="CT chest",
                 order_control="NW",
                 message_type="ORM^O01",
+                visit={"patient_class": "E", "location": ["ER", "3"], "attending": ["D-5", "Invented"]},
             )
         )
     put_read_report(settings, sessions, study, "右肺上叶见结节（Se 2 Im 5）。")
@@ -148,3 +149,5 @@ def test_order_numbers_reach_fhir_and_oru(
     [row] = _rows(sessions)
     obr = next(s for s in row.payload["er7"].split("\r") if s.startswith("OBR")).split("|")
     assert (obr[2], obr[3], obr[18]) == ("PL-7", "FI-7", "ACC-7")
+    pv1 = next(s for s in row.payload["er7"].split("\r") if s.startswith("PV1")).split("|")
+    assert (pv1[2], pv1[3], pv1[7]) == ("E", "ER^3", "D-5^Invented")

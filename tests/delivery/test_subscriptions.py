@@ -215,3 +215,73 @@ def test_heartbeat(sessions: sessionmaker[Session], settings: Settings) -> None:
             for r in session.scalars(select(Outbox).where(Outbox.destination == sid).order_by(Outbox.id))
         ]
     assert kinds == ["handshake", "heartbeat"]
+
+
+def test_create_and_delete_need_a_write_scope(
+    sessions: sessionmaker[Session], settings_factory: Callable[..., Settings]
+) -> None:
+    """SMART backend clients with real signed assertions: read scopes read, ``c``/``d`` (or v1 ``write``)
+    create and delete."""
+    import json
+    import uuid
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())), "kid": "k1", "alg": "RS384"}
+    scopes = {
+        "reader": "system/Subscription.rs",
+        "creator": "system/Subscription.crs",
+        "v1-writer": "system/Subscription.read system/Subscription.write",
+    }
+    settings = settings_factory(
+        auth={
+            "clients": [
+                {"client_id": c, "jwks": {"keys": [jwk]}, "scopes": s.split()} for c, s in scopes.items()
+            ]
+        }
+    )
+    client = _client(sessions, settings)
+
+    def bearer(client_id: str) -> dict[str, str]:
+        claims = {
+            "iss": client_id,
+            "sub": client_id,
+            "aud": "http://testserver/auth/token",
+            "exp": int(time.time()) + 240,
+            "jti": str(uuid.uuid4()),
+        }
+        answer = client.post(
+            "/auth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": jwt.encode(claims, key, algorithm="RS384", headers={"kid": "k1"}),
+                "scope": scopes[client_id],
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+    reader, creator, writer = bearer("reader"), bearer("creator"), bearer("v1-writer")
+    refused = client.post("/fhir/Subscription", json=_subscription("http://x/hook"), headers=reader)
+    assert refused.status_code == 403
+    assert "create of Subscription" in refused.json()["issue"][0]["diagnostics"]
+    made = client.post("/fhir/Subscription", json=_subscription("http://x/hook"), headers=creator)
+    assert made.status_code == 201
+    sid = made.json()["id"]
+    assert client.get(f"/fhir/Subscription/{sid}", headers=reader).status_code == 200
+    assert client.get(f"/fhir/Subscription/{sid}/$status", headers=reader).status_code == 200
+    assert client.delete(f"/fhir/Subscription/{sid}", headers=reader).status_code == 403
+    assert client.delete(f"/fhir/Subscription/{sid}", headers=creator).status_code == 403
+    assert client.delete(f"/fhir/Subscription/{sid}", headers=writer).status_code == 204
+    assert (
+        client.post("/fhir/Subscription", json=_subscription("http://x/hook"), headers=writer).status_code
+        == 201
+    )
+    # The operator's API token manages Subscriptions as before.
+    assert (
+        client.post("/fhir/Subscription", json=_subscription("http://x/hook"), headers=AUTH).status_code
+        == 201
+    )

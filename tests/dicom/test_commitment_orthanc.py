@@ -1,13 +1,15 @@
 """Storage Commitment that always answers, with Orthanc (Debian) as the requesting PACS.
 
 Orthanc releases the association right after the N-ACTION response and waits for the N-EVENT-REPORT on its
-own DICOM port. With that port configured it gets "Success"; without it, the first result is lost (logged
-with the fix) and every later request is refused at the N-ACTION, which Orthanc reports as a failure
-instead of "Pending" forever.
+own DICOM port. With that port configured it gets "Success", also when the gateway died between the N-ACTION
+response and the report (the outbox row's lease expires and the delivery worker sends it). With default
+settings (no peer configured) every request, the first included, is refused at the N-ACTION, which Orthanc
+reports as a failure: never "Pending".
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -19,9 +21,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select, update
 
+from gateway.delivery import build_senders
+from gateway.delivery.worker import DeliveryWorker
+from gateway.dicom.commitment import KIND, CommitmentResponder
 from gateway.dicom.scp import Scp
 from gateway.index.db import open_index
+from gateway.index.models import Outbox
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 
@@ -41,6 +48,9 @@ def orthanc_and_gateway(
     started: list[Any] = []
 
     def start(configure_port: bool) -> tuple[str, str]:
+        return start_with(configure_port)[:2]
+
+    def start_with(configure_port: bool) -> tuple[str, str, Scp]:
         http_port, dicom_port, gw_port = find_free_port(), find_free_port(), find_free_port()
         peers = (
             [{"ae_title": "ORTHANC", "hosts": ["127.0.0.1"], "port": dicom_port}] if configure_port else []
@@ -82,8 +92,9 @@ def orthanc_and_gateway(
                 time.sleep(0.2)
         make_instance("ct", path=tmp_path / "ct.dcm")
         instance = httpx.post(f"{base}/instances", content=(tmp_path / "ct.dcm").read_bytes()).json()["ID"]
-        return base, instance
+        return base, instance, scp
 
+    start.full = start_with  # type: ignore[attr-defined]
     yield start
     for item in started:
         if isinstance(item, Scp):
@@ -120,14 +131,78 @@ def test_configured_port_gets_success(orthanc_and_gateway: Callable[[bool], tupl
     assert _report(base, response.json()["StorageCommitmentTransactionUID"]) == "Success"
 
 
-def test_without_port_the_pacs_is_told(
+def _job(base: str, job: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        info: dict[str, Any] = httpx.get(f"{base}/jobs/{job}").json()
+        if info["State"] in ("Success", "Failure") or time.monotonic() > deadline:
+            return info
+        time.sleep(0.2)
+
+
+def test_default_settings_every_request_is_told(
     orthanc_and_gateway: Callable[[bool], tuple[str, str]], caplog: pytest.LogCaptureFixture
 ) -> None:
+    """No peer configured: nothing can carry the report back to Orthanc, so the very first N-ACTION is
+    refused, and Orthanc's store job ends in a failure naming storage commitment, never Pending."""
     base, instance = orthanc_and_gateway(False)
-    first = _store_with_commitment(base, instance)
-    first.raise_for_status()
-    assert _report(base, first.json()["StorageCommitmentTransactionUID"], timeout=3) == "Pending"
-    assert any("set dicom.peers[].port for AE ORTHANC" in r.getMessage() for r in caplog.records)
-    second = _store_with_commitment(base, instance)
-    assert second.status_code == 500
-    assert "Storage commitment" in second.json()["Details"]
+    for _ in range(2):
+        job = httpx.post(
+            f"{base}/modalities/gw/store",
+            json={"Resources": [instance], "StorageCommitment": True, "Asynchronous": True},
+            timeout=60,
+        ).json()["ID"]
+        info = _job(base, job)
+        assert info["State"] == "Failure", info
+        assert "storage commitment" in json.dumps(info).lower()
+    tags = httpx.get(f"{base}/instances/{instance}/simplified-tags").json()
+    direct = httpx.post(
+        f"{base}/modalities/gw/storage-commitment",
+        json={
+            "DicomInstances": [{"SOPClassUID": tags["SOPClassUID"], "SOPInstanceUID": tags["SOPInstanceUID"]}]
+        },
+        timeout=60,
+    )
+    assert direct.status_code >= 400
+    assert "Storage commitment" in direct.json()["Details"]
+    refused = [
+        r.getMessage() for r in caplog.records if "storage commitment request refused" in r.getMessage()
+    ]
+    assert len(refused) == 3
+    assert all("dicom.peers[].port for ORTHANC" in m for m in refused)
+
+
+def test_report_survives_a_crash_after_the_n_action_response(
+    orthanc_and_gateway: Any, monkeypatch: pytest.MonkeyPatch, sqlite_index_url: str
+) -> None:
+    """The gateway answers the N-ACTION and dies before reporting: the outbox row it leased expires and the
+    delivery worker of the restarted gateway reports on a new association; Orthanc ends with Success."""
+    monkeypatch.setattr(CommitmentResponder, "reply", lambda self, assoc, claimed: None)  # dies here
+    base, instance, scp = orthanc_and_gateway.full(True)
+    response = _store_with_commitment(base, instance)
+    response.raise_for_status()
+    transaction = response.json()["StorageCommitmentTransactionUID"]
+    assert _report(base, transaction, timeout=2) == "Pending"
+    sessions = open_index(sqlite_index_url)
+    with sessions.begin() as session:
+        [row] = session.scalars(select(Outbox).where(Outbox.kind == KIND)).all()
+        assert (row.state, row.destination, row.payload["transaction_uid"]) == (
+            "sending",
+            "ORTHANC",
+            transaction,
+        )
+        session.execute(
+            update(Outbox).values(lease_expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+        )
+    settings = scp.settings
+    worker = DeliveryWorker(
+        settings.delivery,
+        sessions,
+        build_senders(settings.delivery, sessions, settings.ae_title, settings.dicom),
+        owner="restarted",
+    )
+    assert worker.run_once()
+    assert _report(base, transaction) == "Success"
+    with sessions() as session:
+        [row] = session.scalars(select(Outbox).where(Outbox.kind == KIND)).all()
+        assert (row.state, row.attempts) == ("sent", 2)

@@ -492,10 +492,19 @@ class TestRefusals(ScuTestBase):
         assert {str(p): file_sha256(p) for p in files} == rows
 
 
+# A requester that waits for the report on its association (Storage Commitment is refused to one that neither
+# waits nor has a port configured: see gateway.dicom.commitment).
+WAITING_PEER = {"ae_title": "TEST-SCU", "waits_for_commitment": True}
+
+
 class TestStorageCommitment(ScuTestBase):
     def test_n_action_then_n_event_report_on_same_association(
-        self, scp: Any, make_instance: Callable[..., Dataset], caplog: pytest.LogCaptureFixture
+        self,
+        start_scp: Callable[..., Any],
+        make_instance: Callable[..., Dataset],
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
+        scp = start_scp(dicom={"peers": [WAITING_PEER]})
         stored = make_instance("ct")
         unknown_uid = generate_uid()
         reports: list[tuple[int, Dataset]] = []
@@ -541,7 +550,10 @@ class TestStorageCommitment(ScuTestBase):
         assert failed.ReferencedSOPInstanceUID == unknown_uid
         assert failed.FailureReason == NO_SUCH_OBJECT_INSTANCE
 
-    def test_all_held_is_event_type_1(self, scp: Any, make_instance: Callable[..., Dataset]) -> None:
+    def test_all_held_is_event_type_1(
+        self, start_scp: Callable[..., Any], make_instance: Callable[..., Dataset]
+    ) -> None:
+        scp = start_scp(dicom={"peers": [WAITING_PEER]})
         stored = [make_instance("ct"), make_instance("pdf")]
         reports: list[tuple[int, Dataset]] = []
         got = threading.Event()

@@ -247,3 +247,37 @@ def test_bad_stow_bodies_are_refused_clearly(web_served: Any, stowed: Any) -> No
     assert r.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xC000]
     before = {p.name for p in Path(web_served.data_dir, "instances").rglob("*.dcm")}
     assert before  # nothing was lost or added by the refused parts
+
+
+def test_byte_ranges_dicom_xml_and_stow_metadata_are_answered_clearly(web_served: Any, stowed: Any) -> None:
+    """Byte ranges on bulk data (206/416); DICOM XML asked for metadata or QIDO → 406; STOW of JSON metadata
+    with bulk data → 415 with what to send instead."""
+    files, _ = stowed
+    ds = pydicom.dcmread(files[0])
+    auth = {"Authorization": f"Bearer {web_served.token}"}
+    base = f"{web_served.base}/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+    bulk = f"{base}/instances/{ds.SOPInstanceUID}/bulkdata/7FE00010"
+    whole = httpx.get(bulk, headers={**auth, "Accept": "application/octet-stream"})
+    assert whole.status_code == 200 and whole.content == ds.PixelData
+    assert whole.headers["accept-ranges"] == "bytes"
+    part = httpx.get(bulk, headers={**auth, "Accept": "application/octet-stream", "Range": "bytes=10-109"})
+    assert part.status_code == 206 and part.content == ds.PixelData[10:110]
+    assert part.headers["content-range"] == f"bytes 10-109/{len(ds.PixelData)}"
+    tail = httpx.get(bulk, headers={**auth, "Accept": "application/octet-stream", "Range": "bytes=-16"})
+    assert tail.status_code == 206 and tail.content == ds.PixelData[-16:]
+    beyond = httpx.get(
+        bulk, headers={**auth, "Accept": "application/octet-stream", "Range": f"bytes={len(ds.PixelData)}-"}
+    )
+    assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{len(ds.PixelData)}"
+
+    xml = {**auth, "Accept": "application/dicom+xml"}
+    for url in (f"{base}/metadata", f"{web_served.base}/dicomweb/studies"):
+        r = httpx.get(url, headers=xml)
+        assert r.status_code == 406 and "dicom+xml is not supported" in r.json()["error"]
+
+    stow = httpx.post(
+        f"{web_served.base}/dicomweb/studies",
+        content=b"--b\r\nContent-Type: application/dicom+json\r\n\r\n[]\r\n--b--\r\n",
+        headers={**auth, "Content-Type": 'multipart/related; type="application/dicom+json"; boundary=b'},
+    )
+    assert stow.status_code == 415 and "Part 10" in stow.json()["error"]

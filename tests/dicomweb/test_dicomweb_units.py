@@ -75,3 +75,46 @@ def test_transfer_syntax_negotiation() -> None:
     for bad in ({"window": "40"}, {"window": "40,-1"}, {"viewport": "0,10"}, {"quality": "101"}):
         with pytest.raises(wado.BadParameter):
             wado.render_options(bad, "", 90)
+
+
+def test_byte_ranges_of_bulk_data() -> None:
+    assert wado.byte_range(None, 100) is None
+    assert wado.byte_range("bytes=0-9", 100) == (0, 9)
+    assert wado.byte_range("bytes=90-", 100) == (90, 99)
+    assert wado.byte_range("bytes=-10", 100) == (90, 99)
+    assert wado.byte_range("bytes=-500", 100) == (0, 99)
+    assert wado.byte_range("bytes=50-500", 100) == (50, 99)
+    assert wado.byte_range("bytes=0-1,5-6", 100) is None  # several ranges: the whole value
+    assert wado.byte_range("items=0-1", 100) is None and wado.byte_range("bytes=x-y", 100) is None
+    for bad in ("bytes=100-", "bytes=5-2", "bytes=-0"):
+        with pytest.raises(wado.RangeNotSatisfiable, match=r"bytes \*/100"):
+            wado.byte_range(bad, 100)
+
+
+def test_dicom_xml_is_refused_clearly() -> None:
+    wado.json_only("application/dicom+json")
+    wado.json_only("application/dicom+xml, application/dicom+json;q=0.5")
+    wado.json_only("*/*")
+    with pytest.raises(wado.NotAcceptable, match="dicom\\+xml is not supported"):
+        wado.json_only("application/dicom+xml")
+
+
+def test_an_empty_token_signs_and_admits_nothing() -> None:
+    from gateway.auth.links import LinkSigner
+
+    empty = LinkSigner("", 60)
+    with pytest.raises(ValueError, match="API token"):
+        empty.sign("/dicomweb/a", "x")
+    # A signature made with a key derived from an empty token (what anyone could compute) is refused.
+    import hashlib
+    import hmac
+
+    key = hmac.new(b"", b"gateway signed links v1", hashlib.sha256).digest()
+    sig = hmac.new(key, b"/dicomweb/a\n9999999999\nx", hashlib.sha256).hexdigest()
+    assert empty.check("/dicomweb/a", {"exp": "9999999999", "client": "x", "sig": sig}) is None
+    assert (
+        Access("", signed_url_lifetime=60).signed(
+            "/dicomweb/a", {"exp": "9999999999", "client": "x", "sig": sig}
+        )
+        is None
+    )

@@ -133,7 +133,10 @@ def links_for(doc: dict[str, Any]) -> tuple[Link, ...]:
 
 
 def publish_input(doc: dict[str, Any] | None = None, **kw: Any) -> PublishInput:
+    """The seed publication; without ``structured_findings=True`` only the sentence Observations (the API
+    and store tests count them); tests/fhir/test_fhir_findings.py turns the coded findings on."""
     doc = doc if doc is not None else document()
+    kw.setdefault("structured_findings", False)
     return PublishInput(
         study=study_data(),
         base_url="http://testserver",

@@ -91,3 +91,35 @@ def test_cors_for_configured_origins_only(published: dict[str, Any], tmp_path: A
     default = _client(published, tmp_path)
     res = default.get("/fhir/DiagnosticReport", headers={**AUTH, "Origin": "https://emr.example.org"})
     assert "access-control-allow-origin" not in res.headers
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_audit_rows_commit_without_leaving_the_connection_relaxed(
+    sqlite_index_url: str, engines: Any, durable: bool
+) -> None:
+    """A relaxed audit commit (SQLite synchronous=NORMAL) must not leak into the pooled connection that the
+    SCP's next write takes: the index stays synchronous=FULL."""
+    from sqlalchemy import func, select
+
+    from gateway.fhir.audit import record
+    from gateway.index.models import AuditEvent
+
+    sessions = engines.open(sqlite_index_url)
+    for _ in range(3):
+        record(
+            sessions,
+            client_id="c",
+            action="read",
+            resource_type="Patient",
+            query="/fhir/Patient/1",
+            outcome=200,
+            content={"resourceType": "Patient", "id": "1"},
+            durable=durable,
+        )
+    engine = sessions.kw["bind"]
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 3
+        row = session.scalars(select(AuditEvent)).first()
+        assert row is not None and row.patients == "Patient/1" and row.recorded is not None

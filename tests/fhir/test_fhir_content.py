@@ -54,6 +54,26 @@ def _names(pn: str) -> list[dict[str, Any]]:
     return list(patient_resource(PatientData("P1", "", pn)).get("name", []))
 
 
+def test_a_patient_without_a_name_says_why() -> None:
+    """US Core Patient name 1..* (us-core-6): no PatientName → a name holding only a data-absent-reason."""
+    from fhir_rules import rule_errors
+
+    for pn in ("", "^"):
+        patient = patient_resource(PatientData("P1", "", pn, system="urn:x"))
+        assert patient["name"] == [
+            {
+                "extension": [
+                    {
+                        "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                        "valueCode": "unknown",
+                    }
+                ]
+            }
+        ]
+        assert rule_errors([patient], "R4") == []
+    assert rule_errors([patient_resource(PatientData("P1", "", "Doe^Jane", system="urn:x"))], "R4") == []
+
+
 def test_name_order_follows_the_script_not_ascii() -> None:
     [latin] = _names("Müller^Jürgen")
     assert latin["text"] == "Jürgen Müller" and latin["family"] == "Müller" and latin["given"] == ["Jürgen"]
@@ -123,7 +143,10 @@ def test_placeholder_and_invalid_dates_are_dropped_with_a_warning(version: str) 
     patient = next(r for r in resources if r["resourceType"] == "Patient")
     assert "birthDate" not in patient
     assert "started" not in next(r for r in resources if r["resourceType"] == "ImagingStudy")
-    assert "effectiveDateTime" not in _report(resources)
+    # US Core effective[x] 1..1: with no valid date at all, a data-absent-reason says so.
+    report = _report(resources)
+    assert "effectiveDateTime" not in report
+    assert report["_effectiveDateTime"]["extension"][0]["valueCode"] == "unknown"
     warnings = date_warnings(study)
     assert sorted(w.split()[0] for w in warnings) == ["PatientBirthDate", "StudyDate"]
     text = " ".join(warnings)
@@ -176,3 +199,24 @@ def test_tied_neighbour_slices_show_as_plus_minus(version: str) -> None:
     # Without neighbours nothing says ±.
     plain = _report(build_resources(publish_input(version=version)))
     assert "±" not in plain["text"]["div"]
+
+
+@pytest.mark.parametrize("version", ["R4", "R5"])
+def test_effective_falls_back_to_the_series_dates_when_study_date_is_invalid(version: str) -> None:
+    study = dataclasses.replace(
+        study_data(),
+        study_date="20261340",
+        other_dates=(("00000000", None), ("20260109", "081500"), ("20260110", None)),
+    )
+    inp = dataclasses.replace(publish_input(version=version), study=study)
+    resources = build_resources(inp)
+    for resource in resources:
+        validate_resource(resource, version)
+    report = _report(resources)
+    assert report["effectiveDateTime"] == "2026-01-09T08:15:00+00:00" and "_effectiveDateTime" not in report
+    observations = [r for r in resources if r["resourceType"] == "Observation"]
+    assert observations and {o["effectiveDateTime"] for o in observations} == {"2026-01-09T08:15:00+00:00"}
+    # A valid StudyDate wins over every other date.
+    valid = dataclasses.replace(study, study_date="20260110", study_time=None)
+    kept = _report(build_resources(dataclasses.replace(inp, study=valid)))
+    assert kept["effectiveDateTime"] == "2026-01-10"

@@ -79,12 +79,15 @@ def test_report_links_sentence_to_instance_media() -> None:
     media_id = linked[0]["derivedFrom"][0]["reference"].split("/")[1]
     [media] = [m for m in _by_type(resources, "Media") if m["id"] == media_id]
     assert media["identifier"][0] == {"system": "urn:dicom:uid", "value": f"urn:oid:{STUDY_UID}.2.5"}
-    assert media["content"]["url"].endswith(f"/images/{STUDY_UID}.2.5.png")
+    # Stored links are relative WADO-RS paths; gateway.fhir.links makes them absolute when served.
+    assert media["content"]["url"].startswith("dicomweb/studies/")
+    assert media["content"]["url"].endswith(f"/instances/{STUDY_UID}.2.5/rendered")
     pdf, html = report["presentedForm"]
     assert pdf["contentType"] == "application/pdf" and pdf["size"] == len(b"%PDF-1.4 test\n")
     html_bytes = base64.b64decode(html["data"])
     assert html["hash"] == base64.b64encode(hashlib.sha1(html_bytes).digest()).decode()
-    assert f"/images/{STUDY_UID}.2.5.png" in html_bytes.decode()
+    assert f'/instances/{STUDY_UID}.2.5/rendered"' in html_bytes.decode()
+    assert "://" not in html_bytes.decode()  # no host name is stored
     [study] = _by_type(resources, "ImagingStudy")
     assert study["identifier"][0] == {"system": "urn:dicom:uid", "value": f"urn:oid:{STUDY_UID}"}
     assert study["series"][0]["instance"][4]["uid"] == f"{STUDY_UID}.2.5"

@@ -218,6 +218,46 @@ def test_chained_and_related_identifier_searches(client: TestClient, published: 
     assert client.get("/fhir/Observation?date=2020", headers=AUTH).json()["total"] == 0
 
 
+def test_patient_by_gender_and_name(client: TestClient, published: dict[str, Any]) -> None:
+    """US Core Patient: gender+name (SHOULD); the seed patient is F."""
+    pid = _rid(published, "Patient")
+
+    def ids(query: str) -> list[str]:
+        res = client.get(f"/fhir/Patient?{query}", headers=AUTH)
+        assert res.status_code == 200, res.text
+        return [e["resource"]["id"] for e in res.json().get("entry", [])]
+
+    assert ids("gender=female&name=invented") == [pid]
+    assert ids("gender=http://hl7.org/fhir/administrative-gender|female") == [pid]
+    assert ids("gender=male&name=invented") == [] and ids("gender=male,female") == [pid]
+
+
+def test_imaging_study_modality_and_started_chains(client: TestClient, published: dict[str, Any]) -> None:
+    """IHE IMR RAD-143: DiagnosticReport by its study's modality and start; ImagingStudy by modality."""
+    rid = _rid(published)
+
+    def ids(query: str, rtype: str = "DiagnosticReport") -> list[str]:
+        res = client.get(f"/fhir/{rtype}?{query}", headers=AUTH)
+        assert res.status_code == 200, res.text
+        return [
+            e["resource"]["id"]
+            for e in res.json().get("entry", [])
+            if e["resource"].get("status") != "preliminary"
+        ]
+
+    dicom = "http://dicom.nema.org/resources/ontology/DCM"
+    assert ids("imaging-study.modality=CT") == [rid]
+    assert ids(f"imaging-study.modality={dicom}|CT") == [rid]
+    assert ids("imaging-study.modality=MR") == [] and ids("imaging-study.modality=SR") == []
+    assert ids("imaging-study.started=2026-01-10") == [rid]
+    assert ids("imaging-study.started=ge2026-02") == []
+    assert ids("imaging-study.started=lt2026-01-11&imaging-study.modality=CT,MR") == [rid]
+    assert ids("modality=CT", "ImagingStudy") == [_rid(published, "ImagingStudy")]
+    assert ids("modality=DOC", "ImagingStudy") == []
+    bad = client.get("/fhir/DiagnosticReport?imaging-study.started=2026,2027", headers=AUTH)
+    assert bad.status_code == 400
+
+
 def test_capability_statement_says_exactly_what_is_supported(client: TestClient) -> None:
     body = client.get("/fhir/metadata").json()
     assert body["implementation"]["url"] == "http://testserver/fhir"

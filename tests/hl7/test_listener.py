@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import hl7
 import hl7.mllp
@@ -168,3 +170,100 @@ def test_adt_update_and_merge(listener: Hl7Listener, sessions: sessionmaker[Sess
         ]
         validate_resource(old.body)
         validate_resource(new.body)
+
+
+def _send_tls(port: int, context: ssl.SSLContext | None, message: str) -> hl7.Message:
+    async def run() -> hl7.Message:
+        reader, writer = await hl7.mllp.open_hl7_connection(
+            "127.0.0.1", port, encoding="utf-8", ssl=context, server_hostname="localhost" if context else None
+        )
+        try:
+            writer.writemessage(hl7.parse(message))
+            await writer.drain()
+            return await asyncio.wait_for(reader.readmessage(), 10)
+        finally:
+            writer.close()
+
+    return asyncio.run(run())
+
+
+def _client_context(pki: Path, with_cert: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    if with_cert:
+        context.load_cert_chain(pki / "client.crt", pki / "client.key")
+    return context
+
+
+def test_orders_over_tls(sessions: sessionmaker[Session], pki: Path) -> None:
+    tls = {"enabled": True, "cert": pki / "server.crt", "key": pki / "server.key"}
+    server = Hl7Listener(OrdersListener(enabled=True, port=0, tls=tls), sessions)  # type: ignore[arg-type]
+    server.start()
+    try:
+        ack = _send_tls(server.port, _client_context(pki, with_cert=False), ORM)
+        assert (str(ack.segment("MSA")(1)), str(ack.segment("MSA")(2))) == ("AA", "CTRL1")
+        # A plain-TCP sender gets no ACK: the listener speaks only TLS.
+        with pytest.raises((asyncio.IncompleteReadError, ConnectionError, TimeoutError)):
+            _send_tls(server.port, None, OMI)
+    finally:
+        server.stop()
+    with sessions() as session:
+        assert [o.accession_number for o in session.scalars(select(Order))] == ["ACC-9"]
+
+
+def test_orders_tls_with_required_client_certificate(sessions: sessionmaker[Session], pki: Path) -> None:
+    tls = {
+        "enabled": True,
+        "cert": pki / "server.crt",
+        "key": pki / "server.key",
+        "ca": pki / "ca.crt",
+        "require_client_cert": True,
+    }
+    server = Hl7Listener(OrdersListener(enabled=True, port=0, tls=tls), sessions)  # type: ignore[arg-type]
+    server.start()
+    try:
+        ack = _send_tls(server.port, _client_context(pki, with_cert=True), ORM)
+        assert str(ack.segment("MSA")(1)) == "AA"
+        with pytest.raises((asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, TimeoutError)):
+            _send_tls(server.port, _client_context(pki, with_cert=False), OMI)
+    finally:
+        server.stop()
+
+
+def test_orders_tls_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="cert and key"):
+        OrdersListener(tls={"enabled": True})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="require_client_cert needs ca"):
+        OrdersListener(tls={"enabled": True, "cert": "a", "key": "b", "require_client_cert": True})  # type: ignore[arg-type]
+
+
+def test_visit_from_the_order_and_a_later_adt(listener: Hl7Listener, sessions: sessionmaker[Session]) -> None:
+    orm = ORM.replace(
+        "ORC|NW|PL-9^RIS|FI-9^PACS",
+        "PV1|1|I|W3^12^A^HOSP||||D-1^Attending^First||||||||||||V-100\rORC|NW|PL-9^RIS|FI-9^PACS",
+    )
+    [ack] = _send(listener.port, orm)
+    assert str(ack.segment("MSA")(1)) == "AA"
+    with sessions() as session:
+        order = session.scalars(select(Order)).one()
+        assert order.visit == {
+            "patient_class": "I",
+            "location": ["W3", "12", "A", "HOSP"],
+            "attending": ["D-1", "Attending", "First"],
+            "visit_number": "V-100",
+        }
+    adt = "\r".join(
+        [
+            "MSH|^~\\&|ADT|HOSP|GATEWAY|RAD|20261201050000||ADT^A08|CTRL9|P|2.5.1",
+            "EVN|A08|20261201050000",
+            "PID|1||PAT-9^^^HOSP^MR||Invented^Person||19800101|F",
+            "PV1|1|O|CT^1^^HOSP||||D-2^Other^Second",
+        ]
+    )
+    [ack] = _send(listener.port, adt)
+    assert str(ack.segment("MSA")(1)) == "AA"
+    with sessions() as session:
+        assert session.scalars(select(Order)).one().visit == {
+            "patient_class": "O",
+            "location": ["CT", "1", "", "HOSP"],
+            "attending": ["D-2", "Other", "Second"],
+        }

@@ -123,3 +123,29 @@ def test_escape_round_trip() -> None:
     text = "a|b^c&d~e\\f\nnext"
     assert unescape(escape(text, formatted=True)) == text
     assert "\r" not in escape("x\r\ny") and "\n" not in escape("x\r\ny")
+
+
+def test_pv1_where_the_order_or_adt_told_us() -> None:
+    visit = {
+        "patient_class": "O",
+        "location": ["CT", "2", "B^1", "HOSP"],
+        "attending": ["D-77", "Invented", "Doctor"],
+        "visit_number": "V-9",
+    }
+    er7 = build_oru(publication(), OruOptions(message_id="M", visit=visit))
+    msg = parse_message(er7, find_groups=True, validation_level=VALIDATION_LEVEL.STRICT)
+    assert msg.validate()
+    order = [s[0] for s in _segments(er7)]
+    assert order.index("PV1") == order.index("PID") + 1
+    pv1 = next(s for s in _segments(er7) if s[0] == "PV1")
+    assert (pv1[1], pv1[2], pv1[3], pv1[7], pv1[19]) == (
+        "1",
+        "O",
+        "CT^2^B\\S\\1^HOSP",
+        "D-77^Invented^Doctor",
+        "V-9",
+    )
+    partial = build_oru(publication(), OruOptions(message_id="M", visit={"location": ["ER"]}))
+    pv1 = next(s for s in _segments(partial) if s[0] == "PV1")
+    assert (pv1[2], pv1[3]) == ("U", "ER")  # PV1-2 is required: U (unknown) when only the location is known
+    assert "PV1" not in [s[0] for s in _segments(build_oru(publication(), OruOptions(message_id="M")))]

@@ -62,6 +62,31 @@ class TestRecordInstance:
             assert row.received_at == T0
             assert row.received_at.tzinfo is not None
 
+    def test_accession_issuer_is_recorded(
+        self, sessions: sessionmaker[Session], make_instance: Callable[..., Dataset]
+    ) -> None:
+        """IssuerOfAccessionNumberSequence: the local namespace, else the universal entity ID."""
+        from pydicom.dataset import Dataset as Item
+        from pydicom.sequence import Sequence
+
+        local, universal = Item(), Item()
+        local.LocalNamespaceEntityID = "EXAMPLE-HOSPITAL"
+        local.UniversalEntityID = "2.16.840.1.113883.3.9999"
+        universal.UniversalEntityID = "2.16.840.1.113883.3.9999"
+        universal.UniversalEntityIDType = "ISO"
+        seen = []
+        for item in (local, universal, None):
+            ds = make_instance("ct", accession="A1")
+            if item is not None:
+                ds.IssuerOfAccessionNumberSequence = Sequence([item])
+            seen.append(extract_attributes(ds).accession_issuer)
+        assert seen == ["EXAMPLE-HOSPITAL", "2.16.840.1.113883.3.9999", None]
+        ds = make_instance("ct", accession="A1")
+        ds.IssuerOfAccessionNumberSequence = Sequence([local])
+        record(sessions, extract_attributes(ds))
+        with sessions() as session:
+            assert session.scalars(select(Study)).one().accession_issuer == "EXAMPLE-HOSPITAL"
+
     def test_same_sop_instance_updates_in_place(
         self, sessions: sessionmaker[Session], make_instance: Callable[..., Dataset]
     ) -> None:

@@ -105,3 +105,62 @@ def test_placeholder_dates_publish_with_a_warning(
     for secret in ("00000000", "20261340", "PAT-7", "Invented"):
         assert secret not in logged and secret not in str(summary)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_other_dates_come_from_each_series_first_instance(tmp_path: Path) -> None:
+    """Series, then acquisition, then content date/time, skipping what a file lacks or cannot be read."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    paths = []
+    for i, attrs in enumerate(
+        (
+            {"SeriesDate": "20260109", "SeriesTime": "0815", "ContentDate": "20260111"},
+            {"AcquisitionDate": "20260108"},
+        )
+    ):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        ds.SOPInstanceUID = generate_uid()
+        for name, value in attrs.items():
+            setattr(ds, name, value)
+        path = tmp_path / f"{i}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(str(path))
+    (tmp_path / "junk.dcm").write_bytes(b"not dicom")
+    found = publish_stage._other_dates([*paths, str(tmp_path / "junk.dcm"), str(tmp_path / "gone.dcm")])
+    assert found == (("20260109", "0815"), ("20260108", None), ("20260111", None))
+
+
+def test_accession_issuer_maps_to_its_identifier_system(
+    sessions: sessionmaker[Session], tmp_path: Path, settings: Settings
+) -> None:
+    """IssuerOfAccessionNumberSequence → index → mappings/identifier_systems.yaml → Identifier.system."""
+    from gateway.index.models import Study
+
+    study = seed(sessions, tmp_path)
+    with sessions.begin() as session:
+        row = session.get(Study, study.id)
+        assert row is not None and row.accession_number
+        row.accession_issuer = "example-hospital"  # the table matches case-insensitively
+    with sessions() as session:
+        study = session.get(Study, study.id)
+    put_read_report(settings, sessions, study, "右肺上叶见结节（Se 2 Im 5）。")
+    align_stage.run(StageContext(settings=settings, sessions=sessions, study_version=1, stage="align"), study)
+    publish_stage.run(
+        StageContext(settings=settings, sessions=sessions, study_version=1, stage="publish"), study
+    )
+    with sessions() as session:
+        report = session.scalars(
+            select(FhirResource).where(
+                FhirResource.resource_type == "DiagnosticReport", FhirResource.is_current.is_(True)
+            )
+        ).one()
+    [acsn] = [
+        i
+        for i in report.body["identifier"]
+        if any(c.get("code") == "ACSN" for c in i.get("type", {}).get("coding", []))
+    ]
+    assert acsn["system"] == "urn:oid:2.16.840.1.113883.3.9999.1.2"

@@ -2,7 +2,9 @@
 
 A reader logs in, opens the worklist and the sample study, sees the OCR boxes and a linked thumbnail,
 corrects a link, approves the machine draft, and the FHIR DiagnosticReport turns ``final`` with the reader
-as ``resultsInterpreter``. ``UI_SCREENSHOTS=DIR`` also saves the screenshots used in docs/ui.md.
+as ``resultsInterpreter``. Then: the report's HTML rendition shows its images with no token; the reader
+withdraws the approval, saves an edit, adds a link, sees the SR report's content tree; an administrator
+manages accounts. ``UI_SCREENSHOTS=DIR`` also saves the screenshots used in docs/ui.md.
 """
 
 from __future__ import annotations
@@ -216,3 +218,199 @@ def test_forms_need_login_and_csrf(ui_served: Any, browser: Any, reader: tuple[s
     page.click("#lang")
     assert page.locator("h1").inner_text().startswith("Worklist")
     context.close()
+
+
+def test_report_html_rendition_images_open_in_a_browser_without_a_token(ui_served: Any, browser: Any) -> None:
+    """The IMR HTML rendition as an EMR shows it: its ``<img>`` thumbnails and ``<a>`` links are signed
+    WADO-RS URLs built when the report is read, so they load with no Authorization header."""
+    import base64
+    import time
+    from urllib.parse import urlsplit
+
+    from gateway.auth.links import LinkSigner
+
+    served = ui_served
+    uid = served.manifest["study_instance_uid"]
+    report = _fhir(served, f"DiagnosticReport/{ids.report_id(uid)}")
+    form = next(f for f in report["presentedForm"] if f["contentType"] == "text/html")
+    html = base64.b64decode(form["data"]).decode("utf-8")
+    assert f'src="{served.base}/dicomweb/studies/{uid}/' in html
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_content(html)
+    images = page.locator("img.imr-thumbnail")
+    assert images.count() >= 2
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('img.imr-thumbnail')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+    src = images.first.get_attribute("src") or ""
+    href = page.locator("a[data-imr-ref]").first.get_attribute("href") or ""
+    assert "sig=" in src and "sig=" in href and "/rendered?" in href
+    opened = page.request.get(href)  # the link itself, as a click would open it
+    assert opened.status == 200 and opened.headers["content-type"].startswith("image/")
+    context.close()
+
+    # Unsigned, expired, or signed for another path: 401.
+    path, _, query = src.partition("?")
+    assert httpx.get(path).status_code == 401
+    signer = LinkSigner(served.token, 60)
+    local = urlsplit(path).path
+    assert httpx.get(served.base + signer.sign(local, "emr", now=time.time() - 3600)).status_code == 401
+    other = local.replace("/thumbnail", "/rendered")
+    assert httpx.get(f"{served.base}{other}?{query}").status_code == 401
+    assert httpx.get(src).status_code == 200
+
+
+def test_reader_withdraws_saves_and_adds_links_admin_manages_accounts(
+    ui_served: Any, browser: Any, reader: tuple[str, str, str], tmp_path: Path
+) -> None:
+    """After the approval above: undo it, save an edit without approving, add a link to a sentence that
+    had none; then an administrator manages accounts. Each step is seen in FHIR and in the audit trail."""
+    import subprocess
+    import sys
+
+    served = ui_served
+    uid = served.manifest["study_instance_uid"]
+    draft_id = ids.draft_report_id(uid)
+    assert _fhir(served, f"DiagnosticReport/{draft_id}")["status"] == "final"
+    context = browser.new_context(viewport={"width": 1500, "height": 1000}, locale="en-US")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    _login(page, served, reader[0], reader[1])
+    page.wait_for_url("**/ui/worklist")
+    page.goto(f"{served.base}/ui/study/{uid}")
+
+    # Undo the approval: preliminary again, with a Provenance that names who withdrew it.
+    page.click("form.withdraw button[value=withdraw]")
+    page.wait_for_url("**saved=1")
+    assert reader[2] in page.locator(".decision.withdrawn").inner_text()
+    report = _fhir(served, f"DiagnosticReport/{draft_id}")
+    assert report["status"] == "preliminary" and "resultsInterpreter" not in report
+    prov = _fhir(served, f"Provenance/{ids.provenance_id(f'review/DiagnosticReport/{draft_id}')}")
+    assert prov["activity"]["text"] == "draft approval withdrawn"
+    assert prov["agent"][0]["type"]["coding"][0]["code"] == "performer"
+    assert int(prov["meta"]["versionId"]) >= 2  # the approval's Provenance is kept in its history
+
+    # Save an edit without approving: still preliminary, with the reader's text.
+    assert page.locator("form.draft textarea").input_value().startswith("Heart size normal.")
+    page.fill("form.draft textarea", "Heart size normal.\nNo effusion.")
+    page.click("form.draft button[value=save]")
+    page.wait_for_url("**saved=1")
+    assert reader[2] in page.locator(".decision.saved").inner_text()
+    assert page.locator("form.draft textarea").input_value() == "Heart size normal.\nNo effusion.\n"
+    report = _fhir(served, f"DiagnosticReport/{draft_id}")
+    assert report["status"] == "preliminary"
+    values = [_fhir(served, r["reference"])["valueString"] for r in report["result"]]
+    assert values == ["Heart size normal.", "No effusion."]
+
+    # Add a link to a sentence that has none (a finding published as an Observation, not a heading).
+    main = _fhir(served, f"DiagnosticReport/{ids.report_id(uid)}")
+    published = {_fhir(served, r["reference"])["valueString"].strip() for r in main["result"]}
+    forms = page.locator(".sentence form.addlink")
+    form = next(
+        forms.nth(i)
+        for i in range(forms.count())
+        if forms.nth(i).locator("input[name=text]").get_attribute("value").strip() in published
+    )
+    text = form.locator("input[name=text]").get_attribute("value")
+    lung = {
+        f["instance_number"]: f["sop_instance_uid"]
+        for f in served.manifest["files"]
+        if f["series_number"] == 2
+    }
+    form.locator("select[name=new_sop]").select_option(lung[3])
+    form.locator("button[value=add]").click()
+    page.wait_for_url("**saved=1")
+    added = page.locator(f".sentence .link[data-sop='{lung[3]}'][data-method='reader']")
+    assert added.count() >= 1
+    main = _fhir(served, f"DiagnosticReport/{ids.report_id(uid)}")
+    derived = [
+        {d["reference"] for d in obs.get("derivedFrom", [])}
+        for obs in (_fhir(served, r["reference"]) for r in main["result"])
+        if obs["valueString"].strip() == text.strip()
+    ]
+    assert derived and f"Media/{ids.media_id(lung[3])}" in derived[0], (text, derived)
+    truth = page.request.get(f"{served.base}/ui/study/{uid}/ground-truth.json").json()
+    assert any(x["was"] is None and x["sop_instance_uid"] == lung[3] for x in truth["links"])
+    _shot(page, tmp_path, "ui-study-reviewed.png")
+
+    # The study's SR report has no page: its content tree is shown, with the image it references.
+    sr_sop = next(f["sop_instance_uid"] for f in served.manifest["files"] if f["file"] == "SR_S91_report.dcm")
+    page.click(f"nav.reports a[data-sop='{sr_sop}']")
+    page.wait_for_url(f"**report={sr_sop}")
+    assert page.locator(".srtree .sr-item").count() > 3
+    cited = served.manifest["links"]["Se 2 Im 5"]
+    ref = page.locator(f".srtree .sr-ref[data-sop='{cited}'] img")
+    ref.scroll_into_view_if_needed()
+    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=ref.element_handle())
+    _shot(page, tmp_path, "ui-study-sr.png")
+    context.close()
+
+    # An administrator manages accounts in the page.
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "gateway", "user", "add", "boss", "--role", "administrator"),
+            *("--password-stdin", "--data-dir", str(served.data_dir)),
+        ],
+        input="boss password 1\n",
+        text=True,
+        check=True,
+        capture_output=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+    )
+    context = browser.new_context(viewport={"width": 1500, "height": 900}, locale="en-US")
+    page = context.new_page()
+    _login(page, served, "boss", "boss password 1")
+    page.wait_for_url("**/ui/worklist")
+    page.click("#nav-users")
+    page.wait_for_url("**/ui/admin/users")
+    page.fill("form.adduser input[name=username]", "reader2")
+    page.fill("form.adduser input[name=display_name]", "Dr Reader Two")
+    page.fill("form.adduser input[name=password]", "second reader pw")
+    page.click("form.adduser button[value=add]")
+    page.wait_for_url("**saved=1")
+    row = page.locator("tr[data-user='reader2']")
+    row.locator("form.role select").select_option("administrator")
+    row.locator("form.role button").click()
+    page.wait_for_url("**saved=1")
+    assert page.locator("tr[data-user='reader2'] td.role").inner_text() == "administrator"
+    page.locator("tr[data-user='reader2'] form.toggle button[value=disable]").click()
+    page.wait_for_url("**saved=1")
+    assert page.locator("tr[data-user='reader2'] td.status").inner_text() == "disabled"
+    page.locator(f"tr[data-user='{reader[0]}'] form.reset input[name=password]").fill("reset by boss")
+    page.locator(f"tr[data-user='{reader[0]}'] form.reset button").click()
+    page.wait_for_url("**saved=1")
+    _shot(page, tmp_path, "ui-accounts.png")
+    assert not errors, errors
+    context.close()
+    other = browser.new_context()
+    page = other.new_page()
+    _login(page, served, "reader2", "second reader pw")  # disabled: refused
+    assert page.locator(".error").is_visible()
+    _login(page, served, reader[0], "reset by boss")
+    page.wait_for_url("**/ui/worklist")
+    other.close()
+
+    from sqlalchemy import select
+
+    from gateway.index.db import open_index
+    from gateway.index.models import UiAuditEvent
+
+    sessions = open_index(f"sqlite:///{served.data_dir / 'index.sqlite3'}")
+    with sessions() as session:
+        actions = [
+            (a.username, a.action) for a in session.scalars(select(UiAuditEvent).order_by(UiAuditEvent.id))
+        ]
+    for expected in [
+        (reader[0], "draft-withdraw"),
+        (reader[0], "draft-save"),
+        (reader[0], "link-add"),
+        ("boss", "user-add"),
+        ("boss", "user-role"),
+        ("boss", "user-disable"),
+        ("boss", "user-reset"),
+    ]:
+        assert expected in actions, actions

@@ -99,3 +99,56 @@ def test_imaging_study_gets_a_valid_wado_rs_endpoint() -> None:
         assert endpoint["address"] == "http://gw/dicomweb"
         validate_resource(endpoint, version)
         validate_resource(study, version)
+
+
+def test_a_link_added_to_a_sentence_without_one_is_kept_and_can_be_corrected_again() -> None:
+    links = [_link("1.1")]
+    added = Correction("report", 2, 1, None, "1.7", "1.2.3", text="Nodule.")
+    out = corrected_links(links, [added])
+    assert [(o, x.sop_instance_uid, x.paragraph, x.sentence, x.method) for o, x in out] == [
+        ("1.1", "1.1", 0, 0, "explicit"),
+        (None, "1.7", 2, 1, "reader"),
+    ]
+    moved = Correction("report", 2, 1, None, "1.8", "1.2.3", text="Nodule.")
+    assert [x.sop_instance_uid for x in apply_corrections(links, [added, moved])] == ["1.1", "1.8"]
+    dropped = Correction("report", 2, 1, None, None, None)
+    assert [x.sop_instance_uid for x in apply_corrections(links, [added, dropped])] == ["1.1"]
+    # An unresolved reference in a sentence is corrected, not duplicated.
+    unresolved = Link("s", "Fig 9", None, None, "explicit", 0.0, False, 2, 1)
+    out2 = apply_corrections([unresolved], [added])
+    assert [(x.sop_instance_uid, x.resolved) for x in out2] == [("1.7", True)]
+
+
+def test_saved_edit_stays_preliminary_with_the_reader_as_author() -> None:
+    inp = _input()
+    at = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    review = DraftReviewData("saved", "r1", "Dr R", at, ("Heart size normal.",))
+    out = apply_draft_review(build_resources(inp), review, inp)
+    report = next(r for r in out if r["id"] == ids.draft_report_id("1.2.9"))
+    assert report["status"] == "preliminary" and "resultsInterpreter" not in report
+    obs = {r["id"]: r for r in out if r["resourceType"] == "Observation"}
+    [value] = [obs[r["reference"].split("/")[1]] for r in report["result"]]
+    assert value["valueString"] == "Heart size normal." and value["status"] == "preliminary"
+    assert "not yet approved" in value["note"][0]["text"] and "performer" not in value
+    prov = next(p for p in out if p["id"] == ids.provenance_id(f"review/DiagnosticReport/{report['id']}"))
+    assert prov["agent"][0]["type"]["coding"][0]["code"] == "author"
+    assert prov["activity"]["text"] == "draft edited"
+
+
+def test_withdrawn_approval_is_preliminary_again_with_provenance() -> None:
+    inp = _input()
+    at = dt.datetime(2026, 1, 3, tzinfo=dt.UTC)
+    review = DraftReviewData("withdrawn", "r1", "Dr R", at, ("Heart size normal.",))
+    out = apply_draft_review(build_resources(inp), review, inp)
+    report = next(r for r in out if r["id"] == ids.draft_report_id("1.2.9"))
+    assert report["status"] == "preliminary" and "resultsInterpreter" not in report
+    assert "withdrawn by Dr R" in report["conclusion"]
+    prov = next(p for p in out if p["id"] == ids.provenance_id(f"review/DiagnosticReport/{report['id']}"))
+    assert prov["agent"][0]["type"]["coding"][0]["code"] == "performer"
+    assert prov["activity"]["text"] == "draft approval withdrawn" and prov["recorded"].startswith(
+        "2026-01-03"
+    )
+    from gateway.fhir.validate import validate_resource
+
+    for resource in out:
+        validate_resource(resource, "R4")

@@ -19,6 +19,7 @@ import base64
 
 from gateway.fhir import ids
 from gateway.fhir.codes import code_map
+from gateway.fhir.links import binary_path
 from gateway.fhir.mapping.agents import (
     _provenance,
     device_resource,
@@ -36,6 +37,7 @@ from gateway.fhir.mapping.common import (
     dicom_datetime,
     image_url,
 )
+from gateway.fhir.mapping.findings import Structured, structured_resources
 from gateway.fhir.mapping.imaging import (
     _image_target,
     image_resource,
@@ -123,6 +125,13 @@ def build_resources(inp: PublishInput) -> list[Resource]:
             )
             for x in findings
         ]
+        # Coded findings (gateway.structure): named by their sentence's hasMember, not by report.result.
+        structured = (
+            structured_resources(inp, findings, observations) if inp.structured_findings else Structured()
+        )
+        for o in observations:
+            if o["id"] in structured.members:
+                o["hasMember"] = structured.members[o["id"]]
         if observations:
             report["result"] = [_ref("Observation", o["id"]) for o in observations]
         if inp.version == "R4":
@@ -140,7 +149,15 @@ def build_resources(inp: PublishInput) -> list[Resource]:
         if impression:
             report["conclusion"] = join_sentences(impression)
         title = s.description or "Imaging report"
-        forms = [attachment("text/html", _html_rendition(inp, sentences, title), title=title, embed=True)]
+        forms = [
+            attachment(
+                "text/html",
+                _html_rendition(inp, sentences, title),
+                title=title,
+                embed=True,
+                version=inp.version,
+            )
+        ]
         if inp.pdf is not None and pdf_id is not None:
             forms.insert(
                 0,
@@ -148,8 +165,9 @@ def build_resources(inp: PublishInput) -> list[Resource]:
                     "application/pdf",
                     inp.pdf.data,
                     title=title,
-                    url=f"{inp.base_url.rstrip('/')}/fhir/Binary/{pdf_id}",
+                    url=binary_path(pdf_id),  # made absolute when served (gateway.fhir.links)
                     embed=False,
+                    version=inp.version,
                 ),
             )
         report["presentedForm"] = forms
@@ -159,8 +177,21 @@ def build_resources(inp: PublishInput) -> list[Resource]:
         report["performer"] = [_ref("Organization", organization["id"], organization["name"])]
         if practitioners:
             report["resultsInterpreter"] = [_ref("Practitioner", p["id"]) for p in practitioners]
-        out.extend([organization, *practitioners, ocr, aligner, *images.values(), *observations, report])
+        out.extend(
+            [
+                organization,
+                *practitioners,
+                ocr,
+                aligner,
+                *images.values(),
+                *structured.resources,
+                *observations,
+                report,
+            ]
+        )
         out.append(_provenance(inp, [report, *observations, *images.values()], [ocr, aligner], pdf_id))
+        if structured.provenance is not None:
+            out.append(structured.provenance)
 
     drafted = [link for link in inp.links if link.source == "draft"]
     if inp.draft and inp.draft.get("sentences"):
@@ -198,8 +229,11 @@ def build_resources(inp: PublishInput) -> list[Resource]:
         ]
         draft_report["text"] = _narrative(draft_sentences, inp)
         draft_report["issued"] = _instant(inp.issued)  # machine-written now, not signed by anyone
+        draft_org = organization_resource(inp)
+        # IMR: every report names the Organization that performs it, a machine draft included.
+        draft_report["performer"] = [_ref("Organization", draft_org["id"], draft_org["name"])]
         if not any(r["resourceType"] == "Organization" for r in out):
-            out.append(organization_resource(inp))
+            out.append(draft_org)
         if inp.version == "R4":
             draft_media = []
             for x in draft_sentences:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from gateway.fhir import ids
 from gateway.fhir.codes import code_map
-from gateway.fhir.mapping.common import _human_names, _instant, _ref
+from gateway.fhir.mapping.common import DATA_ABSENT_REASON, _human_names, _instant, _ref
 from gateway.fhir.mapping.inputs import PublishInput, Resource, Version
 
 
@@ -32,12 +32,21 @@ def organization_resource(inp: PublishInput) -> Resource:
 
 def practitioner_resources(inp: PublishInput) -> list[Resource]:
     """One Practitioner per radiologist who reported or verified; a PN value (with ^) keeps its parts."""
+    known = {name: (system, value) for name, system, value in inp.practitioner_identifiers}
     out = []
     for name in inp.signoff.interpreters:
         names = _human_names(name) if "^" in name or "=" in name else [{"text": name}]
+        found = known.get(name)
+        # US Core Practitioner.identifier 1..*: from the site table, else marked unknown (missing data).
+        identifier: Resource = (
+            {"system": found[0], "value": found[1]}
+            if found
+            else {"extension": [{"url": DATA_ABSENT_REASON, "valueCode": "unknown"}]}
+        )
         res: Resource = {
             "resourceType": "Practitioner",
             "id": ids.stable_id("Practitioner", inp.signoff.organization or inp.organization, name),
+            "identifier": [identifier],
             "active": True,
         }
         if names:

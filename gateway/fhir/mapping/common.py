@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.fhir.codes import code_map
-from gateway.fhir.mapping.inputs import InstanceData, Resource, SeriesData, StudyData
+from gateway.fhir.mapping.inputs import InstanceData, Resource, SeriesData, StudyData, Version
 
 
 def _ref(rtype: str, rid: str, display: str | None = None) -> dict[str, str]:
@@ -76,13 +76,38 @@ def dicom_datetime(date: str | None, time: str | None, zone: str) -> str | None:
     return local.isoformat(timespec="seconds")
 
 
+DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+
+
+def study_effective(study: StudyData, zone: str) -> str | None:
+    """When the study was done: StudyDate/StudyTime, else the first valid one of ``study.other_dates``."""
+    for date, time in ((study.study_date, study.study_time), *study.other_dates):
+        value = dicom_datetime(date, time, zone)
+        if value:
+            return value
+    return None
+
+
+def set_effective(resource: Resource, study: StudyData, zone: str) -> None:
+    """``effectiveDateTime`` from :func:`study_effective`; without any valid date, a data-absent-reason
+    (US Core "Missing Data": effective[x] is 1..1 on US Core DiagnosticReport)."""
+    value = study_effective(study, zone)
+    if value:
+        resource["effectiveDateTime"] = value
+    else:
+        resource["_effectiveDateTime"] = {"extension": [{"url": DATA_ABSENT_REASON, "valueCode": "unknown"}]}
+
+
 def date_warnings(study: StudyData) -> list[str]:
     """Why a DICOM date or time of the study was left out, naming only the attribute (never its value)."""
     out = []
     if study.patient.birth_date and dicom_date(study.patient.birth_date) is None:
         out.append("PatientBirthDate is not a valid date; left out of Patient")
     if study.study_date and dicom_date(study.study_date) is None:
-        out.append("StudyDate is not a valid date; left out of ImagingStudy, DiagnosticReport, Observation")
+        out.append(
+            "StudyDate is not a valid date; left out of ImagingStudy; DiagnosticReport and Observation take "
+            "another date of the study or are marked data-absent"
+        )
     elif study.study_date and study.study_time and _dicom_time(study.study_time) is None:
         out.append("StudyTime is not a valid time; only the date is used")
     return out
@@ -144,12 +169,22 @@ def _human_names(pn: str | None) -> list[dict[str, Any]]:
 
 
 def attachment(
-    content_type: str, data: bytes, *, title: str, url: str | None = None, embed: bool
+    content_type: str,
+    data: bytes,
+    *,
+    title: str,
+    url: str | None = None,
+    embed: bool,
+    version: Version = "R4",
 ) -> Resource:
-    """An Attachment with size and hash (base64 SHA-1, as FHIR defines ``Attachment.hash``)."""
+    """An Attachment with size and hash (base64 SHA-1, as FHIR defines ``Attachment.hash``).
+
+    ``size`` is an ``unsignedInt`` (a JSON number) in R4 but an ``integer64`` in R5, which FHIR JSON writes
+    as a string (R5 json.html#primitive).
+    """
     att: Resource = {
         "contentType": content_type,
-        "size": len(data),
+        "size": len(data) if version == "R4" else str(len(data)),
         "hash": base64.b64encode(hashlib.sha1(data).digest()).decode("ascii"),  # noqa: S324 - FHIR's choice
         "title": title,
     }

@@ -6,13 +6,13 @@ from __future__ import annotations
 from gateway.align.model import Link
 from gateway.fhir import ids
 from gateway.fhir.codes import code_map
+from gateway.fhir.links import rendered_path
 from gateway.fhir.mapping.common import (
     _accession_identifier,
     _instances,
     _ref,
     _uid_identifier,
     dicom_datetime,
-    image_url,
 )
 from gateway.fhir.mapping.inputs import PublishInput, Resource, Version
 
@@ -138,7 +138,8 @@ def image_resource(inp: PublishInput, link: Link) -> Resource | None:
             "subject": _ref("Patient", pid),
             "content": {
                 "contentType": "image/png",
-                "url": image_url(inp.base_url, inst.sop_instance_uid),
+                # Relative: gateway.fhir.links makes it absolute when the resource is served.
+                "url": rendered_path(s.study_instance_uid, series.series_instance_uid, inst.sop_instance_uid),
                 "title": f"Series {series.number} image {inst.number}",
             },
         }
@@ -158,6 +159,7 @@ def image_resource(inp: PublishInput, link: Link) -> Resource | None:
         "subject": _ref("Patient", pid),
         "code": {"coding": [code_map().coding("key_image")]},
         "derivedFrom": [_ref("ImagingStudy", ids.imaging_study_id(s.study_instance_uid))],
+        "endpoint": [_ref("Endpoint", ids.dicomweb_endpoint_id())],
         "studyUid": s.study_instance_uid,
         "seriesUid": link.series_instance_uid,
     }

@@ -56,6 +56,9 @@ class StudyData:
     series: tuple[SeriesData, ...] = ()
     #: Identifier.system of the accession number (site table, or the default).
     accession_system: str | None = None
+    #: Other (DA, TM) pairs of the study, in order of preference, for when StudyDate is missing or invalid:
+    #: the SeriesDate/Time, AcquisitionDate/Time and ContentDate/Time of its image series.
+    other_dates: tuple[tuple[str, str | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,3 +84,7 @@ class PublishInput:
     signoff: SignOff = field(default_factory=SignOff)
     #: The performing organization when the report names none.
     organization: str = "Radiology"
+    #: Coded finding Observations from the sentences (gateway/fhir/mapping/findings.py).
+    structured_findings: bool = True
+    #: ``(name as in signoff.interpreters, system, value)`` of each reader the site table identifies.
+    practitioner_identifiers: tuple[tuple[str, str, str], ...] = ()

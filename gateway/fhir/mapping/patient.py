@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.fhir import ids
 from gateway.fhir.codes import code_map
-from gateway.fhir.mapping.common import _human_names, dicom_date
+from gateway.fhir.mapping.common import DATA_ABSENT_REASON, _human_names, dicom_date
 from gateway.fhir.mapping.inputs import PatientData, Resource
 
 
@@ -20,9 +20,10 @@ def patient_resource(p: PatientData) -> Resource:
         "id": ids.patient_id(p.patient_id, p.issuer),
         "identifier": [ident],
     }
-    names = _human_names(p.name)
-    if names:
-        res["name"] = names
+    # US Core Patient name 1..* (us-core-6): a family or given name, else a data-absent-reason.
+    res["name"] = _human_names(p.name) or [
+        {"extension": [{"url": DATA_ABSENT_REASON, "valueCode": "unknown"}]}
+    ]
     gender = {"M": "male", "F": "female", "O": "other"}.get((p.sex or "").upper())
     res["gender"] = gender or "unknown"
     birth = dicom_date(p.birth_date)

@@ -10,7 +10,14 @@ from typing import Any
 from gateway.align.model import Link
 from gateway.fhir import ids
 from gateway.fhir.codes import code_map
-from gateway.fhir.mapping.common import _instant, _local_instant, _ref, dicom_datetime, image_url
+from gateway.fhir.links import rendered_path, thumbnail_path
+from gateway.fhir.mapping.common import (
+    _instances,
+    _instant,
+    _local_instant,
+    _ref,
+    set_effective,
+)
 from gateway.fhir.mapping.imaging import _image_target, _link_display, slice_label
 from gateway.fhir.mapping.inputs import PublishInput, Resource
 from gateway.reading.text import compact
@@ -110,9 +117,7 @@ def _observation(
             "valueString": text,
         }
     )
-    effective = dicom_datetime(s.study_date, s.study_time, inp.timezone)
-    if effective:
-        res["effectiveDateTime"] = effective
+    set_effective(res, s, inp.timezone)
     derived: list[dict[str, str]] = []
     seen: set[str] = set()
     notes = []
@@ -142,6 +147,7 @@ def _html_rendition(inp: PublishInput, sentences: Sequence[_Sentence], title: st
         f"<h1>{html.escape(title)}</h1>",
     ]
     current = None
+    index = _instances(inp.study)
     for s in sentences:
         if s.paragraph != current:
             if current is not None:
@@ -151,16 +157,21 @@ def _html_rendition(inp: PublishInput, sentences: Sequence[_Sentence], title: st
         parts.append(f'<span id="s{s.paragraph}-{s.index}">{html.escape(s.text)}</span>')
         for link in s.links:
             target = _image_target(inp, link)
-            if link.resolved and link.sop_instance_uid and target is not None:
+            if link.resolved and link.sop_instance_uid in index and target is not None:
                 where = slice_label(inp, link)
                 label = html.escape(
                     f"{link.image_ref or 'image'}: {where}" if where else link.image_ref or "image"
                 )
-                href = html.escape(image_url(inp.base_url, link.sop_instance_uid), quote=True)
+                uids = (inp.study.study_instance_uid, index[link.sop_instance_uid][0].series_instance_uid)
+                # Relative WADO-RS links: gateway.fhir.links makes them absolute (and signed, for a browser)
+                # when the report is served, so the stored rendition names no host.
+                href = rendered_path(*uids, link.sop_instance_uid)
+                thumb = thumbnail_path(*uids, link.sop_instance_uid)
                 # The IMR marker names the image selection (ImagingSelection in R5, Media in R4) it shows.
                 parts.append(
                     f' <a class="imr-ref-{target[0]}" data-imr-ref="{target[0]}/{target[1]}" href="{href}"'
-                    f' data-method="{link.method}">[{label}]</a>'
+                    f' data-method="{link.method}"><img class="imr-thumbnail" src="{thumb}" alt="{label}"/>'
+                    f"[{label}]</a>"
                 )
     if current is not None:
         parts.append("</p>")
@@ -213,9 +224,7 @@ def _report_base(inp: PublishInput, rid: str, status: str) -> Resource:
         "subject": _ref("Patient", ids.patient_id(s.patient.patient_id, s.patient.issuer)),
         "issued": _local_instant(inp.signoff.time) if inp.signoff.time else _instant(inp.issued),
     }
-    effective = dicom_datetime(s.study_date, s.study_time, inp.timezone)
-    if effective:
-        res["effectiveDateTime"] = effective
+    set_effective(res, s, inp.timezone)
     if s.accession_number:
         res["basedOn"] = [
             _ref("ServiceRequest", ids.service_request_id(s.study_instance_uid, s.accession_number))

@@ -2,7 +2,10 @@
 
 Post-processing over :func:`gateway.fhir.mapping.build_resources`: an approved draft becomes ``final`` with
 the reader as ``resultsInterpreter`` and a Provenance naming them as verifier; a rejected one ``cancelled``.
-The decision itself is stored by the review page (:mod:`gateway.ui.review`).
+A draft the reader edited and saved without approving stays ``preliminary`` with their text (Provenance: the
+reader as author); an approval the reader undid (``withdrawn``) is ``preliminary`` again, with a Provenance
+naming who withdrew it (performer). The decision itself is stored by the review page
+(:mod:`gateway.ui.review`).
 """
 
 from __future__ import annotations
@@ -14,20 +17,47 @@ from typing import Literal
 
 from gateway.fhir import ids
 from gateway.fhir.codes import code_map
-from gateway.fhir.mapping.common import _instant, _ref
+from gateway.fhir.mapping.agents import organization_resource
+from gateway.fhir.mapping.common import _instant, _ref, attachment
 from gateway.fhir.mapping.inputs import PublishInput, Resource
 
 
 @dataclass(frozen=True)
 class DraftReviewData:
-    """A named reader's decision on the drafted findings: ``approved`` (with the approved sentences) or
-    ``rejected``."""
+    """A named reader's decision on the drafted findings: ``approved`` (with the approved sentences),
+    ``rejected``, ``saved`` (edited, not approved) or ``withdrawn`` (an approval undone; the sentences are
+    those that had been approved)."""
 
-    decision: Literal["approved", "rejected"]
+    decision: Literal["approved", "rejected", "saved", "withdrawn"]
     reader_username: str
     reader_name: str
     at: dt.datetime
     sentences: tuple[str, ...] = ()
+
+
+_NOTES = {
+    "approved": "Machine-drafted; reviewed and approved by {reader} on {when}.",
+    "saved": "Machine-drafted; edited by {reader} on {when}; not yet approved.",
+    "withdrawn": "Machine-drafted; approval withdrawn by {reader} on {when}; awaiting review.",
+}
+_CONCLUSIONS = {
+    "approved": "Findings drafted by a model and approved by {reader}.",
+    "saved": "Findings drafted by a model and edited by {reader}; preliminary, not yet approved.",
+    "withdrawn": "Findings drafted by a model; the approval was withdrawn by {reader}; preliminary.",
+}
+_ACTIVITY = {
+    "approved": "draft approved",
+    "rejected": "draft rejected",
+    "saved": "draft edited",
+    "withdrawn": "draft approval withdrawn",
+}
+#: The reader's role in the review Provenance (provenance-participant-type).
+_READER_ROLE = {
+    "approved": "provenance_verifier",
+    "rejected": "provenance_verifier",
+    "saved": "provenance_author",
+    "withdrawn": "provenance_performer",
+}
 
 
 def apply_draft_review(
@@ -64,8 +94,10 @@ def apply_draft_review(
         for o in observations.values():
             o["status"] = "cancelled"
     else:
-        report["status"] = "final"
-        report["resultsInterpreter"] = [_ref("Practitioner", practitioner["id"], review.reader_name)]
+        final = review.decision == "approved"
+        report["status"] = "final" if final else "preliminary"
+        if final:
+            report["resultsInterpreter"] = [_ref("Practitioner", practitioner["id"], review.reader_name)]
         kept = obs_ids[: len(review.sentences)]
         if obs_ids:
             # Sentences the reader added become Observations shaped like the draft's first one, unlinked.
@@ -80,31 +112,45 @@ def apply_draft_review(
                 at += 1
         for oid, text in zip(kept, review.sentences, strict=False):
             o = observations[oid]
-            o["status"] = "final"
+            o["status"] = "final" if final else "preliminary"
             o["valueString"] = text
-            o["performer"] = [_ref("Practitioner", practitioner["id"], review.reader_name)]
-            o["note"] = [
-                {"text": f"Machine-drafted; reviewed and approved by {review.reader_name} on {when}."}
-            ]
+            if final:
+                o["performer"] = [_ref("Practitioner", practitioner["id"], review.reader_name)]
+            o["note"] = [{"text": _NOTES[review.decision].format(reader=review.reader_name, when=when)}]
         dropped = set(obs_ids) - set(kept)
         out = [r for r in out if not (r["resourceType"] == "Observation" and r["id"] in dropped)]
         report["result"] = [_ref("Observation", oid) for oid in kept]
-        report["conclusion"] = f"Findings drafted by a model and approved by {review.reader_name}."
+        report["conclusion"] = _CONCLUSIONS[review.decision].format(reader=review.reader_name)
         paragraphs = "".join(f"<p>{html.escape(t)}</p>" for t in review.sentences)
         report["text"] = {
             "status": "generated",
             "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{paragraphs}</div>',
         }
+        # IMR: a published report is presented as HTML too (contentType, size, hash).
+        title = inp.study.description or "Imaging report"
+        page = (
+            f'<!DOCTYPE html><html lang="und"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        )
+        page += f"</head><body>{paragraphs}</body></html>"
+        report["presentedForm"] = [
+            attachment("text/html", page.encode("utf-8"), title=title, embed=True, version=inp.version)
+        ]
     out.insert(0, practitioner)
     agents: list[Resource] = [
         {
-            "type": {"coding": [code_map().coding("provenance_verifier")]},
+            "type": {"coding": [code_map().coding(_READER_ROLE[review.decision])]},
             "who": _ref("Practitioner", practitioner["id"]),
         }
     ]
     if model:
+        organization = organization_resource(inp)
         agents.append(
-            {"type": {"coding": [code_map().coding("provenance_author")]}, "who": {"reference": model}}
+            {
+                "type": {"coding": [code_map().coding("provenance_author")]},
+                "who": {"reference": model},
+                # US Core Provenance: a Device agent acts on behalf of an Organization.
+                "onBehalfOf": _ref("Organization", organization["id"]),
+            }
         )
     out.append(
         {
@@ -112,7 +158,7 @@ def apply_draft_review(
             "id": ids.provenance_id(f"review/DiagnosticReport/{rid}"),
             "target": [_ref("DiagnosticReport", rid), *report.get("result", [])],
             "recorded": when,
-            "activity": {"text": f"draft {review.decision}"},
+            "activity": {"text": _ACTIVITY[review.decision]},
             "agent": agents,
         }
     )

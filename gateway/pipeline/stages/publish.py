@@ -25,6 +25,7 @@ from gateway.errors import PermanentStageError, StageError
 from gateway.fhir.endpoint import dicomweb_endpoint
 from gateway.fhir.errors import InvalidResource
 from gateway.fhir.identifiers import identifier_systems
+from gateway.fhir.links import Links, resolve
 from gateway.fhir.mapping import (
     InstanceData,
     PatientData,
@@ -34,6 +35,7 @@ from gateway.fhir.mapping import (
     StudyData,
     build_resources,
     date_warnings,
+    dicom_date,
 )
 from gateway.fhir.order import OrderFacts, apply_order
 from gateway.fhir.signoff import SignOff, from_dataset, from_document
@@ -60,7 +62,10 @@ def study_data(ctx: StageContext, study: Study) -> StudyData:
     with ctx.sessions() as session:
         patient = session.get(Patient, study.patient_fk)
     series: dict[str, tuple[Any, list[InstanceData]]] = {}
+    firsts: list[str] = []  # one instance file per series, read only when StudyDate is unusable
     for inst, ser in ctx.instances(study):
+        if ser.series_instance_uid not in series and inst.path:
+            firsts.append(inst.path)
         entry = series.setdefault(ser.series_instance_uid, (ser, []))
         entry[1].append(
             InstanceData(
@@ -79,9 +84,9 @@ def study_data(ctx: StageContext, study: Study) -> StudyData:
                 patient.issuer if patient else None, ctx.settings.fhir.patient_id_system
             ),
         ),
-        # The index keeps no IssuerOfAccessionNumberSequence yet: the site default applies.
-        accession_system=systems.accession_system(None, ctx.settings.fhir.accession_system),
+        accession_system=systems.accession_system(study.accession_issuer, ctx.settings.fhir.accession_system),
         accession_number=study.accession_number,
+        other_dates=() if dicom_date(study.study_date) else _other_dates(firsts),
         study_date=study.study_date,
         study_time=study.study_time,
         description=study.description,
@@ -93,6 +98,25 @@ def study_data(ctx: StageContext, study: Study) -> StudyData:
             for s, members in series.values()
         ),
     )
+
+
+_DATE_TAGS = ["SeriesDate", "SeriesTime", "AcquisitionDate", "AcquisitionTime", "ContentDate", "ContentTime"]
+
+
+def _other_dates(paths: list[str]) -> tuple[tuple[str, str | None], ...]:
+    """(DA, TM) of the series, then acquisition, then content, of each series' first instance, in that order
+    (PS3.3 C.7.3.1, C.7.6.1): the study's date when StudyDate is missing or invalid."""
+    found: dict[str, list[tuple[str, str | None]]] = {"Series": [], "Acquisition": [], "Content": []}
+    for path in paths:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_DATE_TAGS)
+        except (OSError, pydicom.errors.InvalidDicomError):
+            continue
+        for kind, pairs in found.items():
+            date = str(ds.get(f"{kind}Date", "") or "")
+            if date:
+                pairs.append((date, str(ds.get(f"{kind}Time", "") or "") or None))
+    return tuple(pair for pairs in found.values() for pair in pairs)
 
 
 def _report_pdf(ctx: StageContext, study: Study, primary: Document | None) -> Pdf | None:
@@ -162,8 +186,15 @@ def publish_input(ctx: StageContext, study: Study) -> PublishInput:
     drafts = ctx.documents(study, stage="draft_findings", kind="draft")
     draft = dict(drafts[-1].content or {}) if drafts else None
     pdf = _report_pdf(ctx, study, primary)
+    signoff = report_signoff(ctx, primary, document)
+    systems = identifier_systems()
     return PublishInput(
-        signoff=report_signoff(ctx, primary, document),
+        signoff=signoff,
+        practitioner_identifiers=tuple(
+            (name, *found)
+            for name in signoff.interpreters
+            if (found := systems.practitioner_identifier(name)) is not None
+        ),
         organization=ctx.settings.fhir.organization_name,
         study=study_data(ctx, study),
         base_url=base_url(ctx.settings),
@@ -173,6 +204,7 @@ def publish_input(ctx: StageContext, study: Study) -> PublishInput:
         pdf=pdf,
         timezone=ctx.settings.fhir.timezone,
         version=ctx.settings.fhir.version,
+        structured_findings=ctx.settings.fhir.structured_findings,
     )
 
 
@@ -237,12 +269,14 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
             ctx.settings.delivery,
             study_fk=study.id,
             # The DICOMweb Endpoint is built when read, never stored; a receiver needs it all the same.
-            resources=[*current_bodies, endpoint],
+            # Stored links are relative; a pushed copy gets absolute ones, unsigned, since it outlives
+            # any short-lived signature (gateway.fhir.links).
+            resources=[*(resolve(r, Links(base_url(ctx.settings))) for r in current_bodies), endpoint],
             base_url=f"{base_url(ctx.settings)}/fhir",
         )
 
     try:
-        # Planned outside, staged in small commits, switched in one short transaction (publish_write).
+        # Planned outside, staged in small commits, switched in short ones (publish_write).
         summary, queued = save_publication(ctx.sessions, resources, study_fk=study.id, enqueue=enqueue)
     except IntegrityError as exc:  # another publisher of the same study won the race; try again
         raise StageError(f"concurrent publication of {study.study_instance_uid}") from exc
