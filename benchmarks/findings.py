@@ -4,7 +4,8 @@ Not a test. Run ``python benchmarks/findings.py [--preset tiny|full] [--device a
 GPU when present (with bfloat16 autocast, as training and service do). Weights are random: speed does not
 depend on them. A study is two images (frontal and lateral); the cnn-lstm reads only the frontal one but
 both are counted, as both are loaded. ``--decode N`` also times the data path: N synthetic DICOM studies
-decoded by 0 and by ``--workers`` processes, and read back from the decoded-image cache.
+decoded by 0 and by ``--workers`` processes, and read back from the decoded-image cache. ``--context`` times
+models that read the 10-token clinical-context prefix (age, sex, 8 indication words) before ``<start>``.
 """
 
 from __future__ import annotations
@@ -42,12 +43,14 @@ def main() -> None:
     parser.add_argument("--augment", action="store_true", help="augment training batches (on the device)")
     parser.add_argument("--decode", type=int, default=0, help="also time decoding N synthetic DICOM studies")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--context", action="store_true", help="models with the clinical-context prefix")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     print(
         f"device {device}, preset {args.preset}, batch {args.batch} studies ({2 * args.batch} images), "
-        f"{args.tokens} tokens, precision {args.precision}, compile {args.compile}, augment {args.augment}"
+        f"{args.tokens} tokens, precision {args.precision}, compile {args.compile}, augment {args.augment}, "
+        f"context {args.context}"
     )
     for architecture in ("cnn-lstm", "attention", "vit-gpt2"):
         torch.manual_seed(0)
@@ -55,6 +58,7 @@ def main() -> None:
             architecture=architecture,
             vocab_size=760,
             max_tokens=args.tokens,  # type: ignore[arg-type]
+            context=args.context,
             **PRESETS[args.preset],
         )
         model = build_model(config).to(device).eval()
@@ -66,23 +70,28 @@ def main() -> None:
                 head.weight[2] = 0.0
         size = config.image_size
         images = torch.rand(args.batch, 2, 1, size, size, device=device)
+        length = config.prefix_length
+        prefix = torch.randint(4, 760, (args.batch, length), device=device) if length else None
         for beam in (1, 3):
             with autocast(device, args.precision):
-                greedy(model, images[:1], 2) if beam == 1 else beam_search(model, images[:1], 2, beam)
+                one = None if prefix is None else prefix[:1]
+                greedy(model, images[:1], 2, one) if beam == 1 else beam_search(
+                    model, images[:1], 2, beam, 1.0, one
+                )
                 _sync(device)
                 start = time.perf_counter()
                 for _ in range(args.repeats):
                     if beam == 1:
-                        greedy(model, images, args.tokens)
+                        greedy(model, images, args.tokens, prefix)
                     else:
-                        beam_search(model, images, args.tokens, beam)
+                        beam_search(model, images, args.tokens, beam, 1.0, prefix)
                 _sync(device)
             elapsed = time.perf_counter() - start
             rate = 2 * args.batch * args.repeats / elapsed
             print(f"{architecture:9s} generate beam {beam}: {rate:8.2f} images/s")
         model.train()
         optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        inputs = torch.randint(4, 760, (args.batch, args.tokens), device=device)
+        inputs = torch.randint(4, 760, (args.batch, args.tokens + length), device=device)
         loss_fn = nn.CrossEntropyLoss()
         steps = args.repeats * 2
         forward = torch.compile(model, backend=args.compile_backend) if args.compile else model

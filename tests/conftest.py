@@ -550,7 +550,8 @@ def gateway_process(tmp_path: Path, index_url: str) -> Iterator[GatewayProcess]:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
-    """``tiny_checkpoint(architecture, max_tokens)``: an untrained tiny model that is sure to say "heart"."""
+    """``tiny_checkpoint(architecture, max_tokens, context)``: an untrained tiny model that is sure to say
+    "heart"; ``context`` makes it one that reads the clinical-context prefix."""
     import torch
 
     from gateway.findings.checkpoint import save_checkpoint
@@ -559,20 +560,25 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., P
     from gateway.findings.text import TextRules, Vocabulary
 
     vocab = Vocabulary(["<pad>", "<start>", "<end>", "<unk>", ".", "heart", "normal", "lungs", "clear"])
-    made: dict[tuple[str, int], Path] = {}
+    made: dict[tuple[str, int, bool], Path] = {}
 
-    def make(architecture: str = "cnn-lstm", max_tokens: int = 8) -> Path:
-        if (architecture, max_tokens) not in made:
+    def make(architecture: str = "cnn-lstm", max_tokens: int = 8, context: bool = False) -> Path:
+        if (architecture, max_tokens, context) not in made:
             torch.manual_seed(0)
             config = ModelConfig(
-                architecture=architecture, vocab_size=len(vocab), max_tokens=max_tokens, **PRESETS["tiny"]
+                architecture=architecture,
+                vocab_size=len(vocab),
+                max_tokens=max_tokens,
+                context=context,
+                context_tokens=2,
+                **PRESETS["tiny"],
             )
             folder = tmp_path_factory.mktemp("ck") / "best"
             model = build_model(config)
             with torch.no_grad():  # an untrained model may say nothing at all; make it say a word
                 model.head.bias[vocab.tokens.index("heart")] = 4.0  # type: ignore[index]
             save_checkpoint(folder, model, vocab, TextRules(), Split(), {})
-            made[(architecture, max_tokens)] = folder
-        return made[(architecture, max_tokens)]
+            made[(architecture, max_tokens, context)] = folder
+        return made[(architecture, max_tokens, context)]
 
     return make

@@ -60,6 +60,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     train.add_argument("--compile-backend", default="inductor")
     train.add_argument("--workers", type=int, default=0, help="image-decoding worker processes")
     train.add_argument("--image-cache", type=Path, default=None, help="folder for decoded images")
+    train.add_argument(
+        "--context",
+        action="store_true",
+        help="condition the decoder on age, sex and indication (a text prefix; kept in the checkpoint)",
+    )
+    train.add_argument("--context-tokens", type=int, default=8, help="indication words in the context prefix")
     train.set_defaults(func=_train)
 
     evaluate = commands.add_parser(
@@ -176,6 +182,8 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
         compile_backend=args.compile_backend,
         workers=args.workers,
         image_cache=args.image_cache,
+        context=args.context,
+        context_tokens=args.context_tokens,
     )
     source = {"format": args.format, "path": str(args.data)}
     print(f"{len(records)} studies from {args.data} ({args.format})")
@@ -211,9 +219,10 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         length_penalty=settings.findings.length_penalty,
         meteor=not args.no_meteor,
     )
+    context = "with the context prefix" if checkpoint.model.config.context else "without context"
     print(
         f"{checkpoint.model_name} {checkpoint.model_version}: {result.studies} {args.split} studies, "
-        f"beam {beam}"
+        f"beam {beam}, {context}"
     )
     print(f"{'metric':<8} {'model':>8} {'fixed report':>13}")
     for name in METRICS:

@@ -22,6 +22,9 @@ Four formats are read; each yields :class:`StudyRecord` values holding the raw F
     may be null. ``gateway findings export`` also writes ``split`` (fixed per patient; when every study has
     one it is kept), ``context`` (``age``, ``sex``, ``indication``), ``language`` and ``target``.
 
+The clinical context a model trained with ``--context`` reads is the archive's ``context``, OpenI's INDICATION
+and Kaggle's ``indication`` column (IU X-Ray masks ages and has no sex field).
+
 Studies without FINDINGS text or without an image are left out, as R2Gen does.
 """
 
@@ -115,10 +118,12 @@ def load_iu_xml(path: Path) -> list[StudyRecord]:
             root = ET.parse(file).getroot()  # noqa: S314 - see the import
         except ET.ParseError as exc:
             raise DataSetError(f"{file}: {exc}") from exc
-        findings = ""
+        findings, indication = "", ""
         for node in root.iter("AbstractText"):
             if (node.get("Label") or "").upper() == "FINDINGS":
                 findings = "".join(node.itertext()).strip()
+            elif (node.get("Label") or "").upper() == "INDICATION":
+                indication = "".join(node.itertext()).strip()
         uid_node = root.find(".//uId")
         study_id = uid_node.get("id", file.stem) if uid_node is not None else file.stem
         images = []
@@ -129,7 +134,9 @@ def load_iu_xml(path: Path) -> list[StudyRecord]:
                 images.append(ImageRef(found))
         if findings and images:
             # OpenI has no patient identifier; each report is its own patient.
-            studies.append(StudyRecord(study_id or file.stem, study_id or file.stem, findings, tuple(images)))
+            context: dict[str, object] | None = {"indication": indication} if indication else None
+            sid = study_id or file.stem
+            studies.append(StudyRecord(sid, sid, findings, tuple(images), context=context))
     return studies
 
 
@@ -178,8 +185,10 @@ def load_kaggle(path: Path) -> list[StudyRecord]:
                 position = {"frontal": "PA", "lateral": "LL"}.get(projection.strip().lower())
                 if found is not None:
                     images.append(ImageRef(found, position))
+            indication = (row.get("indication") or "").strip()
             if findings and images:
-                studies.append(StudyRecord(uid, uid, findings, tuple(images)))
+                context = {"indication": indication} if indication else None
+                studies.append(StudyRecord(uid, uid, findings, tuple(images), context=context))
     return studies
 
 

@@ -8,20 +8,49 @@ from torch import Tensor
 from gateway.findings.models import CaptionModel
 from gateway.findings.text import Vocabulary
 
-__all__ = ["beam_search", "greedy"]
+__all__ = ["beam_search", "greedy", "prime"]
+
+
+def prime(
+    model: CaptionModel, memory: Tensor, state: tuple[Tensor, ...], prefix: Tensor | None
+) -> tuple[Tensor, ...]:
+    """The decoder state after the context prefix ``(N, L)`` (nothing to do without one): the prefix is
+    read, never generated, so its words cannot reach the draft."""
+    if prefix is None:
+        return state
+    if prefix.shape[0] != memory.shape[0]:
+        raise ValueError(f"{prefix.shape[0]} context prefixes for {memory.shape[0]} studies")
+    for column in range(prefix.shape[1]):
+        _, state = model.step(prefix[:, column].to(memory.device), memory, state)
+    return state
+
+
+def _step(
+    model: CaptionModel, tokens: Tensor, memory: Tensor, state: tuple[Tensor, ...]
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """``model.step`` with the context-only words (``ModelConfig.generated_vocab_size``) made impossible."""
+    logp, state = model.step(tokens, memory, state)
+    limit = model.config.generated_vocab_size
+    if limit is not None and limit < logp.shape[-1]:
+        logp = logp.clone()
+        logp[:, limit:] = float("-inf")
+    return logp, state
 
 
 @torch.no_grad()
-def greedy(model: CaptionModel, images: Tensor, max_tokens: int) -> list[list[int]]:
-    """The most likely word at each step, until ``<end>`` or ``max_tokens`` words."""
+def greedy(
+    model: CaptionModel, images: Tensor, max_tokens: int, prefix: Tensor | None = None
+) -> list[list[int]]:
+    """The most likely word at each step, until ``<end>`` or ``max_tokens`` words; ``prefix`` is the
+    context prefix ``(N, L)`` of a model trained with context."""
     memory = model.encode(images)
-    state = model.start(memory)
+    state = prime(model, memory, model.start(memory), prefix)
     batch = memory.shape[0]
     tokens = torch.full((batch,), Vocabulary.start, dtype=torch.long, device=memory.device)
     done = torch.zeros(batch, dtype=torch.bool, device=memory.device)
     out: list[list[int]] = [[] for _ in range(batch)]
     for _ in range(max_tokens):  # a draft still going after max_tokens words is cut there
-        logp, state = model.step(tokens, memory, state)
+        logp, state = _step(model, tokens, memory, state)
         tokens = logp.argmax(dim=-1)
         for i, token in enumerate(tokens.tolist()):
             if not done[i]:
@@ -34,7 +63,12 @@ def greedy(model: CaptionModel, images: Tensor, max_tokens: int) -> list[list[in
 
 @torch.no_grad()
 def beam_search(
-    model: CaptionModel, images: Tensor, max_tokens: int, beam_size: int = 3, length_penalty: float = 1.0
+    model: CaptionModel,
+    images: Tensor,
+    max_tokens: int,
+    beam_size: int = 3,
+    length_penalty: float = 1.0,
+    prefix: Tensor | None = None,
 ) -> list[list[int]]:
     """Best hypothesis per study by ``sum(log p) / length**length_penalty``.
 
@@ -49,7 +83,7 @@ def beam_search(
     device = memory.device
     index = torch.arange(batch, device=device).repeat_interleave(k)
     memory = memory[index]
-    state = model.start(memory)
+    state = prime(model, memory, model.start(memory), None if prefix is None else prefix[index.cpu()])
     tokens = torch.full((batch * k,), Vocabulary.start, dtype=torch.long, device=device)
     scores = torch.full((batch, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical; only one may expand at first
@@ -57,7 +91,7 @@ def beam_search(
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
     done = [False] * batch
     for length in range(1, max_tokens + 1):
-        logp, state = model.step(tokens, memory, state)
+        logp, state = _step(model, tokens, memory, state)
         vocab = logp.shape[-1]
         candidates = (scores.view(-1, 1) + logp).view(batch, k * vocab)
         top_scores, top_ids = candidates.topk(min(2 * k, k * vocab), dim=1)

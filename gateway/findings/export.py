@@ -31,6 +31,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.findings.context import study_context
 from gateway.index.models import Document, DraftReview, Instance, Patient, Series, Study
 
 __all__ = [
@@ -211,16 +212,6 @@ def _deid_key(out: Path) -> bytes:
     return key
 
 
-def _age(birth: str | None, on: str | None) -> int | None:
-    try:
-        b = dt.datetime.strptime(birth or "", "%Y%m%d").date()
-        d = dt.datetime.strptime(on or "", "%Y%m%d").date()
-    except ValueError:
-        return None
-    years = d.year - b.year - ((d.month, d.day) < (b.month, b.day))
-    return years if 0 <= years < 150 else None
-
-
 def _png(path: Path, source: Path) -> None:
     import cv2
 
@@ -302,18 +293,17 @@ def export_archive(sessions: sessionmaker[Session], out: Path, options: ExportOp
                     "study", study.study_instance_uid
                 )  # no ID: the study stands alone
             split = patient_split(key_of_patient, options.ratios, options.split_salt)
-            indication = ""
-            if report is not None:
-                indication = " ".join(
-                    str(p.get("text") or "")
-                    for p in (report.content or {}).get("paragraphs") or []
-                    if p.get("section") == "indication" and not p.get("heading")
-                ).strip()
-            context = {
-                "age": _age(patient.birth_date if patient else None, study.study_date),
-                "sex": (patient.sex if patient else None) or None,
-                "indication": indication or None,
-            }
+            picked = _pick_images(images)
+            # the same function the draft_findings stage builds its prefix with (train and serve agree)
+            clinical = study_context(
+                birth_date=patient.birth_date if patient else None,
+                sex=patient.sex if patient else None,
+                study_date=study.study_date,
+                image_paths=[Path(i.path) for i, _ in images],
+                report=(report.content or {}) if report is not None else None,
+            )
+            indication = clinical.indication or ""
+            context: dict[str, object] = clinical.to_json()
             item: dict[str, Any]
             if options.deidentify:
                 names = [n for n in (patient.name if patient else None, study.referring_physician) if n]
@@ -324,7 +314,7 @@ def export_archive(sessions: sessionmaker[Session], out: Path, options: ExportOp
                 ]
                 study_id = _pseudonym(key, "S", study.study_instance_uid)
                 entries = []
-                for instance, view in _pick_images(images):
+                for instance, view in picked:
                     name = _pseudonym(key, "I", instance.sop_instance_uid)
                     rel = f"images/{study_id}/{name}.png"
                     try:
@@ -361,7 +351,7 @@ def export_archive(sessions: sessionmaker[Session], out: Path, options: ExportOp
                             "view_position": v,
                             "sop_instance_uid": i.sop_instance_uid,
                         }
-                        for i, v in _pick_images(images)
+                        for i, v in picked
                     ],
                     "study_date": study.study_date,
                 }

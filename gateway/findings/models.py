@@ -86,6 +86,18 @@ class ModelConfig(BaseModel):
     # decide the shapes instead of the fields above.
     encoder_config: dict[str, Any] | None = None
     decoder_config: dict[str, Any] | None = None
+    # Conditioning on the clinical context (gateway.findings.context): a prefix of age, sex and this many
+    # indication words fed to the decoder before <start>. Off by default; the flag travels in the checkpoint.
+    context: bool = False
+    context_tokens: int = Field(default=8, ge=0, le=64)
+    # Ids from here on are words only the context prefix holds (age:70s, sex:f, indication-only words): read,
+    # never generated. None = every id may be generated.
+    generated_vocab_size: int | None = Field(default=None, ge=5)
+
+    @property
+    def prefix_length(self) -> int:
+        """Tokens before ``<start>``: 0 without context."""
+        return 2 + self.context_tokens if self.context else 0
 
 
 # Tiny sizes for tests, the synthetic set and benchmarks; "full" is the seed's ResNet-101.
@@ -158,7 +170,8 @@ class CaptionModel(nn.Module):
         raise NotImplementedError
 
     def forward(self, images: Tensor, inputs: Tensor) -> Tensor:
-        """Logits ``(B, T, V)`` for ``inputs`` ``(B, T)`` = ``<start> w1 .. wn`` (teacher forcing)."""
+        """Logits ``(B, T, V)`` for ``inputs`` ``(B, T)`` = ``[context prefix] <start> w1 .. wn`` (teacher
+        forcing); the prefix is ``config.prefix_length`` tokens, none without context."""
         raise NotImplementedError
 
 
@@ -225,7 +238,7 @@ class AttentionModel(CaptionModel):
         )
         self.encoder = nn.TransformerEncoder(encoder_layer, config.encoder_layers, enable_nested_tensor=False)
         self.embed = nn.Embedding(config.vocab_size, width)
-        self.position = nn.Embedding(config.max_tokens + 2, width)
+        self.position = nn.Embedding(config.max_tokens + 2 + config.prefix_length, width)
         decoder_layer = nn.TransformerDecoderLayer(
             width, config.heads, config.ff_size, config.dropout, batch_first=True, norm_first=True
         )
@@ -319,7 +332,7 @@ class VitGpt2(CaptionModel):
                 )
             )
             decoder.vocab_size = config.vocab_size
-            decoder.n_positions = max(int(decoder.n_positions), config.max_tokens + 2)
+            decoder.n_positions = max(int(decoder.n_positions), config.max_tokens + 2 + config.prefix_length)
             decoder.is_decoder, decoder.add_cross_attention = True, True
             # untied, so that the safetensors checkpoint holds no shared tensors
             decoder.tie_word_embeddings = False
@@ -347,7 +360,12 @@ class VitGpt2(CaptionModel):
         return memory
 
     def _decode(self, inputs: Tensor, memory: Tensor) -> Tensor:
-        out = self.model.decoder(input_ids=inputs, encoder_hidden_states=memory, use_cache=False)
+        out = self.model.decoder(
+            input_ids=inputs,
+            attention_mask=torch.ones_like(inputs),  # <pad> in a context prefix is an input like any other
+            encoder_hidden_states=memory,
+            use_cache=False,
+        )
         logits: Tensor = out.logits
         return logits
 

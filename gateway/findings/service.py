@@ -16,13 +16,15 @@ import numpy as np
 import torch
 
 from gateway.findings.checkpoint import Checkpoint, load_checkpoint
+from gateway.findings.context import ClinicalContext
 from gateway.findings.data import ImageRef
 from gateway.findings.settings import FindingsSettings
 from gateway.findings.text import split_sentences
-from gateway.findings.training import decode, load_views, pick_device
+from gateway.findings.training import context_prefixes, decode, load_views, pick_device
 
 __all__ = [
     "NOT_CONFIGURED",
+    "ClinicalContext",
     "Draft",
     "DraftSentence",
     "Drafter",
@@ -55,12 +57,15 @@ class Draft:
     model_name: str
     model_version: str
     sentences: list[DraftSentence]
+    context: ClinicalContext | None = None  # what a model trained with context read; None for one without
 
 
 class FindingsDrafter(Protocol):
     """The boundary the pipeline depends on."""
 
-    def draft_studies(self, studies: list[list[StudyImage]]) -> list[Draft]: ...
+    def draft_studies(
+        self, studies: list[list[StudyImage]], contexts: list[ClinicalContext | None] | None = None
+    ) -> list[Draft]: ...
 
 
 class Drafter:
@@ -73,8 +78,21 @@ class Drafter:
         self.model_name = checkpoint.model_name
         self.model_version = checkpoint.model_version
 
-    def draft_studies(self, studies: list[list[StudyImage]]) -> list[Draft]:
-        """One draft per study, in order; a study without images gets a draft without sentences."""
+    @property
+    def uses_context(self) -> bool:
+        """Whether the model was trained with the clinical-context prefix (it is then read, never written)."""
+        return self.checkpoint.model.config.context
+
+    def draft_studies(
+        self, studies: list[list[StudyImage]], contexts: list[ClinicalContext | None] | None = None
+    ) -> list[Draft]:
+        """One draft per study, in order; a study without images gets a draft without sentences.
+
+        ``contexts`` (one per study) feed a model trained with context; a missing one is read as unknown age,
+        sex and indication, as in training. A model trained without context ignores them.
+        """
+        if contexts is not None and len(contexts) != len(studies):
+            raise ValueError(f"{len(contexts)} contexts for {len(studies)} studies")
         size = self.checkpoint.model.config.image_size
         arrays, uids, where = [], [], []
         for index, study in enumerate(studies):
@@ -87,6 +105,10 @@ class Drafter:
             where.append(index)
         texts: list[str] = []
         if arrays:
+            given = contexts or [None] * len(studies)
+            prefix = context_prefixes(
+                self.checkpoint.model, self.checkpoint.vocab, self.checkpoint.rules, [given[i] for i in where]
+            )
             texts = decode(
                 self.checkpoint.model,
                 torch.from_numpy(np.stack(arrays)),
@@ -95,11 +117,15 @@ class Drafter:
                 length_penalty=self.settings.length_penalty,
                 max_tokens=self.settings.max_tokens,
                 batch_size=self.settings.batch_size,
+                prefix=prefix,
             )
-        drafts = [Draft(self.model_name, self.model_version, []) for _ in studies]
+        read = [
+            (c or ClinicalContext()) if self.uses_context else None for c in contexts or [None] * len(studies)
+        ]
+        drafts = [Draft(self.model_name, self.model_version, [], read[i]) for i in range(len(studies))]
         for index, uid, text in zip(where, uids, texts, strict=True):
             sentences = [DraftSentence(s, uid) for s in split_sentences(text)]
-            drafts[index] = Draft(self.model_name, self.model_version, sentences)
+            drafts[index] = Draft(self.model_name, self.model_version, sentences, read[index])
         return drafts
 
 

@@ -8,6 +8,13 @@ in each real IU X-Ray layout (and the gateway's archive), so the loaders, traini
 line can be exercised end to end without real data.
 
 Side follows the radiographic convention: the patient's right is on the image's left.
+
+Each study also has a clinical context (age, sex, indication; :func:`_context`) that carries some signal by
+construction: the indication follows the effusion and the heart size four times in five (and is drawn at
+random otherwise), and enlarged hearts come with older patients. The effusion shows only on the lateral view,
+so the context tells a frontal-only model (the seed's cnn-lstm) something its image does not. That is a
+property of this generator, not of real orders, whose indications say far less; it is there so that an
+ablation with and without the context prefix can show the conditioning working.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ class SyntheticStudy:
     findings: str
     frontal: U8
     lateral: U8
+    context: dict[str, object] | None = None  # age, sex, indication (see _context)
 
 
 def _canvas(size: int, rng: np.random.Generator) -> npt.NDArray[np.float32]:
@@ -61,7 +69,22 @@ def _to_u8(img: npt.NDArray[np.float32]) -> U8:
     return pixels
 
 
-def _study(index: int, rng: np.random.Generator, size: int) -> tuple[str, U8, U8]:
+INDICATIONS = {
+    (True, True): "Heart failure with shortness of breath.",
+    (True, False): "Shortness of breath.",
+    (False, True): "Hypertension, follow up heart size.",
+    (False, False): "Cough.",
+}
+
+
+def _context(effusion: bool, enlarged: bool, rng: random.Random) -> dict[str, object]:
+    """Age, sex and an indication that follows the findings 80 % of the time (see the module docstring)."""
+    key = (effusion, enlarged) if rng.random() < 0.8 else rng.choice(sorted(INDICATIONS))
+    age = rng.randint(60, 92) if enlarged else rng.randint(20, 75)
+    return {"age": age, "sex": rng.choice(("F", "M")), "indication": INDICATIONS[key]}
+
+
+def _study(index: int, rng: np.random.Generator, size: int) -> tuple[str, U8, U8, bool, bool]:
     frontal, lateral = _canvas(size, rng), _canvas(size, rng)
     s = size / 64.0
     sentences = []
@@ -84,7 +107,8 @@ def _study(index: int, rng: np.random.Generator, size: int) -> tuple[str, U8, U8
         )
     else:
         sentences.append("The lungs are clear.")
-    if rng.random() < 0.5:
+    enlarged = bool(rng.random() < 0.5)
+    if enlarged:
         _disc(frontal, 40 * s, 34 * s, 11 * s, 15 * s, 0.35)
         _disc(lateral, 40 * s, 40 * s, 11 * s, 12 * s, 0.35)
         sentences.append("The heart is enlarged.")
@@ -92,22 +116,27 @@ def _study(index: int, rng: np.random.Generator, size: int) -> tuple[str, U8, U8
         _disc(frontal, 42 * s, 34 * s, 8 * s, 9 * s, 0.35)
         _disc(lateral, 42 * s, 40 * s, 8 * s, 8 * s, 0.35)
         sentences.append("Cardiac silhouette within normal limits.")
-    if rng.random() < 0.5:
+    effusion = bool(rng.random() < 0.5)
+    if effusion:
         lateral[int(54 * s) :, :] += 0.45
         sentences.append("Small pleural effusion is seen.")
     else:
         sentences.append("Costophrenic angles are sharp.")
-    return " ".join(sentences), _to_u8(frontal), _to_u8(lateral)
+    return " ".join(sentences), _to_u8(frontal), _to_u8(lateral), effusion, enlarged
 
 
 def generate(count: int, seed: int = 0, size: int = 64) -> list[SyntheticStudy]:
     """``count`` studies; a fifth of the patients have two studies, to exercise patient-level splits."""
     rng = np.random.default_rng(seed)
+    context_rng = random.Random(f"context-{seed}")  # noqa: S311 - test data; apart, so the pixels stay as they were
     studies = []
     patient = 0
     for index in range(count):
-        findings, frontal, lateral = _study(index, rng, size)
-        studies.append(SyntheticStudy(f"CXR{index + 1}", f"P{patient + 1}", findings, frontal, lateral))
+        findings, frontal, lateral, effusion, enlarged = _study(index, rng, size)
+        context = _context(effusion, enlarged, context_rng)
+        studies.append(
+            SyntheticStudy(f"CXR{index + 1}", f"P{patient + 1}", findings, frontal, lateral, context)
+        )
         if index % 10 != 0:  # every tenth study shares its patient with the next
             patient += 1
     return studies
@@ -185,6 +214,10 @@ def _png(path: Path, pixels: U8) -> None:
 def _xml(study: SyntheticStudy, image_ids: Sequence[str]) -> str:
     from xml.sax.saxutils import escape, quoteattr
 
+    context = study.context or {}
+    sex = {"F": "female ", "M": "male "}.get(str(context.get("sex")), "")
+    indication = f"XXXX-year-old {sex}with {str(context.get('indication') or 'cough.').lower()}"
+
     images = "".join(
         f"<parentImage id={quoteattr(i)}><figureId>F{n + 1}</figureId><caption>Xray Chest PA and Lateral"
         f"</caption><url>/hadoop/storage/radiology/extract/{escape(i)}.jpg</url></parentImage>"
@@ -197,7 +230,7 @@ def _xml(study: SyntheticStudy, image_ids: Sequence[str]) -> str:
         '<Article PubModel="Electronic">'
         "<Journal>Indiana University Chest X-ray Collection</Journal><Abstract>"
         '<AbstractText Label="COMPARISON">None.</AbstractText>'
-        '<AbstractText Label="INDICATION">XXXX-year-old with cough.</AbstractText>'
+        f'<AbstractText Label="INDICATION">{escape(indication)}</AbstractText>'
         f'<AbstractText Label="FINDINGS">{escape(study.findings)}</AbstractText>'
         '<AbstractText Label="IMPRESSION">See findings.</AbstractText>'
         f"</Abstract></Article></MedlineCitation>{images}</eCitation>\n"
@@ -261,7 +294,7 @@ def write_dataset(studies: Sequence[SyntheticStudy], out: Path, fmt: DataFormat,
                         "normal",
                         "normal",
                         "Xray Chest PA and Lateral",
-                        "XXXX-year-old.",
+                        str((study.context or {}).get("indication") or ""),
                         "None.",
                         study.findings,
                         "See findings.",
@@ -294,6 +327,7 @@ def write_dataset(studies: Sequence[SyntheticStudy], out: Path, fmt: DataFormat,
                         "patient_id": study.patient_id,
                         "findings": study.findings,
                         "images": images,
+                        "context": study.context,
                     }
                 )
             )
@@ -394,20 +428,32 @@ _NAMES = (
 
 def write_push_set(studies: Sequence[SyntheticStudy], out: Path, seed: int = 0) -> list[dict[str, object]]:
     """Each study as the files a modality and a RIS would send the gateway: a PA and an LL DX image and a
-    Basic Text SR report whose FINDINGS is the study's text, with invented names, birth dates, sexes and
-    study dates (2023-2025). Push ``out/*.dcm`` with storescu; returns what was written, per study.
+    Basic Text SR report whose FINDINGS is the study's text, with invented names and study dates (2023-2025).
+    The study's context gives the patient's sex and birth date (its age at the study date) and the
+    indication: in the SR's INDICATION container always, and, for every other study, also in the images'
+    Reason for the Requested Procedure, as a worklist-fed modality writes it. A patient keeps the sex and
+    birth date of its first study. Push ``out/*.dcm`` with storescu; returns what was written, per study.
     """
     rng = random.Random(seed)  # noqa: S311 - invented demographics, not a secret
     written: list[dict[str, object]] = []
+    people: dict[str, tuple[str, str]] = {}
     for index, study in enumerate(studies):
         uid = f"{_ROOT}.88.{seed}.{index + 1}"
+        context = study.context or {}
+        year, month, day = rng.randint(2023, 2025), rng.randint(1, 12), rng.randint(1, 28)
+        age = context.get("age")
+        birth = f"{year - age}{month:02d}{max(1, day - 1):02d}" if isinstance(age, int) else "19600101"
+        sex = str(context.get("sex") or rng.choice(("F", "M")))
+        birth, sex = people.setdefault(study.patient_id, (birth, sex))
         header: dict[str, object] = {
             "PatientName": _NAMES[int(study.patient_id[1:]) % len(_NAMES)],
-            "PatientBirthDate": f"{rng.randint(1930, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}",
-            "PatientSex": rng.choice(("F", "M")),
-            "StudyDate": f"{rng.randint(2023, 2025)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}",
+            "PatientBirthDate": birth,
+            "PatientSex": sex,
+            "StudyDate": f"{year}{month:02d}{day:02d}",
             "AccessionNumber": f"ACC{seed:02d}{index:06d}",
         }
+        indication = str(context.get("indication") or "Cough.")
+        image_header = {**header, "ReasonForTheRequestedProcedure": indication} if index % 2 else header
         views = [
             write_dicom(
                 out / f"{index:05d}-{view}.dcm",
@@ -415,7 +461,7 @@ def write_push_set(studies: Sequence[SyntheticStudy], out: Path, seed: int = 0) 
                 view_position=view,
                 study_uid=uid,
                 patient_id=study.patient_id,
-                extra=header,
+                extra=image_header,
             )
             for pixels, view in ((study.frontal, "PA"), (study.lateral, "LL"))
         ]
@@ -424,7 +470,7 @@ def write_push_set(studies: Sequence[SyntheticStudy], out: Path, seed: int = 0) 
             study_uid=uid,
             patient_id=study.patient_id,
             findings=study.findings,
-            indication=rng.choice(("Cough.", "Fever and cough.", "Chest pain.", "Shortness of breath.")),
+            indication=indication,
             extra=header,
         )
         written.append({"study_uid": uid, "patient_id": study.patient_id, "views": views, **header})

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from gateway.findings.augment import augment
 from gateway.findings.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, training_state
 from gateway.findings.chexpert import ClinicalScores, clinical_f1
+from gateway.findings.context import ClinicalContext, encode_prefixes, prefix_words
 from gateway.findings.data import ImageRef, Split, StudyRecord, split_studies
 from gateway.findings.decoding import beam_search, greedy
 from gateway.findings.images import ViewInfo, choose_views, is_dicom, read_dicom, read_png, resize
@@ -37,7 +38,7 @@ from gateway.findings.models import (
     pretrained_spec,
     pretrained_vit_gpt2,
 )
-from gateway.findings.text import TextProtocol, TextRules, Vocabulary
+from gateway.findings.text import SPECIALS, TextProtocol, TextRules, Vocabulary
 
 __all__ = [
     "EvalResult",
@@ -45,6 +46,7 @@ __all__ = [
     "TrainOptions",
     "TrainResult",
     "autocast",
+    "context_prefixes",
     "decode",
     "evaluate",
     "pick_device",
@@ -115,6 +117,7 @@ class Prepared:
     ids: list[str]
     images: Tensor  # (N, 2, S, S) uint8
     texts: list[str]
+    contexts: list[ClinicalContext] = field(default_factory=list)
 
 
 class _Decoded(torch.utils.data.Dataset[npt.NDArray[np.uint8]]):
@@ -181,11 +184,22 @@ def prepare(
     images = (
         torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0, 2, size, size, dtype=torch.uint8)
     )
-    return Prepared(kept, images, [rules.clean(by_id[i].findings) for i in kept])
+    return Prepared(
+        kept,
+        images,
+        [rules.clean(by_id[i].findings) for i in kept],
+        [ClinicalContext.from_mapping(by_id[i].context) for i in kept],
+    )
 
 
-def batch_targets(texts: Sequence[str], vocab: Vocabulary, max_tokens: int) -> tuple[Tensor, Tensor]:
-    """Teacher forcing: inputs ``<start> w1..wn`` and targets ``w1..wn <end>``, padded."""
+def batch_targets(
+    texts: Sequence[str], vocab: Vocabulary, max_tokens: int, prefix: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Teacher forcing: inputs ``[prefix] <start> w1..wn`` and targets ``[<pad>..] w1..wn <end>``, padded.
+
+    The context ``prefix`` ``(N, L)`` is input only: its targets are ``<pad>``, which the loss ignores, so the
+    model is never taught to write it.
+    """
     encoded = [vocab.encode(t, max_tokens) for t in texts]
     length = max(len(e) for e in encoded)
     inputs = torch.full((len(encoded), length), vocab.pad, dtype=torch.long)
@@ -193,7 +207,19 @@ def batch_targets(texts: Sequence[str], vocab: Vocabulary, max_tokens: int) -> t
     for row, ids in enumerate(encoded):
         inputs[row, : len(ids)] = torch.tensor([vocab.start, *ids[:-1]])
         targets[row, : len(ids)] = torch.tensor(ids)
+    if prefix is not None:
+        inputs = torch.cat([prefix, inputs], dim=1)
+        targets = torch.cat([torch.full_like(prefix, vocab.pad), targets], dim=1)
     return inputs, targets
+
+
+def context_prefixes(
+    model: CaptionModel, vocab: Vocabulary, rules: TextRules, contexts: Sequence[ClinicalContext | None]
+) -> Tensor | None:
+    """The context prefix ids a model trained with context reads (None for one trained without)."""
+    if not model.config.context:
+        return None
+    return encode_prefixes(contexts, vocab, rules, model.config.context_tokens)
 
 
 def decode(
@@ -205,19 +231,31 @@ def decode(
     length_penalty: float = 1.0,
     max_tokens: int | None = None,
     batch_size: int = 32,
+    prefix: Tensor | None = None,
 ) -> list[str]:
-    """Texts for uint8 ``(N, 2, S, S)`` images; ``beam_size`` 1 is greedy."""
+    """Texts for uint8 ``(N, 2, S, S)`` images; ``beam_size`` 1 is greedy. ``prefix`` ``(N, L)``: the context
+    prefixes (:func:`context_prefixes`), required by a model trained with context."""
+    if model.config.context and (
+        prefix is None or prefix.shape != (images.shape[0], model.config.prefix_length)
+    ):
+        raise ValueError(
+            f"this model reads a {model.config.prefix_length}-token context prefix per study "
+            f"(gateway.findings.context); got {None if prefix is None else tuple(prefix.shape)}"
+        )
+    if not model.config.context:
+        prefix = None
     device = next(model.parameters()).device
     limit = max_tokens or model.config.max_tokens
     texts: list[str] = []
     model.eval()
     for start in range(0, images.shape[0], batch_size):
         chunk = to_tensor(images[start : start + batch_size], device)
+        rows = None if prefix is None else prefix[start : start + batch_size].to(device)
         with autocast(device):
             if beam_size == 1:
-                ids = greedy(model, chunk, limit)
+                ids = greedy(model, chunk, limit, rows)
             else:
-                ids = beam_search(model, chunk, limit, beam_size, length_penalty)
+                ids = beam_search(model, chunk, limit, beam_size, length_penalty, rows)
         texts.extend(vocab.decode(seq) for seq in ids)
     return texts
 
@@ -246,6 +284,8 @@ class TrainOptions:
     compile_backend: str = "inductor"  # "aot_eager" checks the path cheaply on a CPU
     workers: int = 0  # image-decoding processes
     image_cache: Path | None = None  # decoded-image cache folder
+    context: bool = False  # condition the decoder on age, sex and indication (gateway.findings.context)
+    context_tokens: int = 8  # indication words in the prefix
 
 
 @dataclass
@@ -257,12 +297,17 @@ class TrainResult:
     folder: Path
 
 
-def _model_config(options: TrainOptions, vocab_size: int, max_tokens: int) -> ModelConfig:
+def _model_config(
+    options: TrainOptions, vocab_size: int, max_tokens: int, generated: int | None = None
+) -> ModelConfig:
     if options.preset not in PRESETS:
         raise ValueError(f"unknown preset {options.preset!r}; one of {', '.join(PRESETS)}")
     values: dict[str, Any] = {**PRESETS[options.preset], **options.overrides}
     if options.image_size is not None:
         values["image_size"] = options.image_size
+    values["context"] = options.context
+    values["context_tokens"] = options.context_tokens
+    values["generated_vocab_size"] = generated if generated is not None and generated < vocab_size else None
     if options.pretrained is not None and options.architecture == "vit-gpt2":
         values.update(pretrained_vit_gpt2(options.pretrained))
     elif options.pretrained is not None:
@@ -301,7 +346,25 @@ def train(
         by_id = {r.study_id: r for r in records}
         train_texts = [rules.clean(by_id[i].findings) for i in split.train]
         vocab = Vocabulary.build(train_texts, rules.min_count)
-        config = _model_config(options, len(vocab), rules.max_tokens)
+        generated = len(vocab)
+        if options.context:
+            # The prefix's own words get ids after the report words: they are read, never generated.
+            prefixes = [
+                " ".join(
+                    prefix_words(
+                        ClinicalContext.from_mapping(by_id[i].context), rules, options.context_tokens
+                    )
+                )
+                for i in split.train
+            ]
+            known = set(vocab.tokens)
+            extra = [
+                t
+                for t in Vocabulary.build(prefixes, rules.min_count).tokens[len(SPECIALS) :]
+                if t not in known
+            ]
+            vocab = Vocabulary([*vocab.tokens, *extra])
+        config = _model_config(options, len(vocab), rules.max_tokens, generated)
         model = build_model(config, options.pretrained).to(device)
     if not split.train or not split.val:
         raise ValueError(f"need train and val studies; split has {len(split.train)} and {len(split.val)}")
@@ -328,6 +391,12 @@ def train(
         "augment": options.augment,
         "precision": options.precision,
         "compile": options.compile,
+        "context": model.config.context,
+        "studies_with_context": sum(
+            1
+            for r in records
+            if any(v is not None for v in ClinicalContext.from_mapping(r.context).to_json().values())
+        ),
     }
     optimiser = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
     history: list[dict[str, float]] = []
@@ -342,7 +411,10 @@ def train(
     forward: Callable[[Tensor, Tensor], Tensor] = (
         torch.compile(model, backend=options.compile_backend) if options.compile else model
     )
-    inputs_all, targets_all = batch_targets(train_set.texts, vocab, rules.max_tokens)
+    train_prefix = context_prefixes(model, vocab, rules, train_set.contexts)
+    val_prefix = context_prefixes(model, vocab, rules, val_set.contexts)
+    skip = model.config.prefix_length
+    inputs_all, targets_all = batch_targets(train_set.texts, vocab, rules.max_tokens, train_prefix)
     epoch = first_epoch - 1
     for epoch in range(first_epoch, options.epochs + 1):
         if stale >= options.patience:
@@ -361,7 +433,7 @@ def train(
             if options.augment:
                 images = augment(images, generator)
             inputs, targets = inputs_all[rows].to(device), targets_all[rows].to(device)
-            width = int((targets != vocab.pad).sum(dim=1).max())
+            width = skip + int((targets[:, skip:] != vocab.pad).sum(dim=1).max())
             inputs, targets = inputs[:, :width], targets[:, :width]
             with autocast(device, options.precision):
                 logits = forward(images, inputs)
@@ -373,7 +445,7 @@ def train(
             total += loss.item()
             steps += 1
             bar.set_postfix(loss=f"{total / steps:.3f}")
-        hypotheses = decode(model, val_set.images, vocab, beam_size=options.val_beam)
+        hypotheses = decode(model, val_set.images, vocab, beam_size=options.val_beam, prefix=val_prefix)
         val_bleu4 = bleu4(val_set.texts, hypotheses)
         record = {"epoch": float(epoch), "loss": total / max(steps, 1), "val_bleu4": val_bleu4}
         history.append(record)
@@ -460,6 +532,7 @@ def evaluate(
         checkpoint.vocab,
         beam_size=beam_size,
         length_penalty=length_penalty,
+        prefix=context_prefixes(checkpoint.model, checkpoint.vocab, rules, evaluated.contexts),
     )
     fixed = [baseline] * len(evaluated.texts)
     return EvalResult(

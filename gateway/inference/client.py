@@ -107,15 +107,20 @@ def make_reader(settings: ReadingSettings, inference_url: str | None, timeout: f
 
 
 def draft_remote(
-    url: str, images: list[tuple[str, bytes, str | None]], timeout: float = 300.0
+    url: str,
+    images: list[tuple[str, bytes, str | None]],
+    timeout: float = 300.0,
+    context: dict[str, object] | None = None,
 ) -> dict[str, Any]:
-    """Draft one study at the service's ``/findings``; ``images`` are (SOP Instance UID, DICOM bytes, view).
+    """Draft one study at the service's ``/findings``; ``images`` are (SOP Instance UID, DICOM bytes, view),
+    ``context`` the study's age, sex and indication (read by a model trained with context).
 
     Returns the draft as the stage stores it. A 503 or a network failure is retryable; a 4xx is not.
     """
     body = {
         "studies": [
             {
+                "context": context,
                 "images": [
                     {
                         "sop_instance_uid": uid,
@@ -123,7 +128,7 @@ def draft_remote(
                         "view_position": view,
                     }
                     for uid, data, view in images
-                ]
+                ],
             }
         ]
     }

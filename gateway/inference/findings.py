@@ -1,6 +1,7 @@
 """Findings generation in the inference service.
 
-``POST /findings`` takes studies as JSON (each image a DICOM file, base64) and returns one draft per study.
+``POST /findings`` takes studies as JSON (each image a DICOM file, base64, and optionally the study's clinical
+``context``: age, sex, indication) and returns one draft per study.
 Requests that arrive together are drafted in one model call: a collector thread waits up to
 ``batch_wait_s`` for more studies (at most ``max_batch`` of them) before it runs the model, so concurrent
 workers share the GPU. With no checkpoint configured the service answers with the "no findings model
@@ -25,25 +26,29 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from gateway.findings.service import NOT_CONFIGURED, Draft, FindingsDrafter, StudyImage
+from gateway.findings.service import NOT_CONFIGURED, ClinicalContext, Draft, FindingsDrafter, StudyImage
 from gateway.store.uids import validate_uid
 
 log = logging.getLogger(__name__)
 
 
 def draft_to_json(draft: Draft) -> dict[str, Any]:
-    return {
+    content: dict[str, Any] = {
         "status": "preliminary",
         "machine_written": True,
         "model_name": draft.model_name,
         "model_version": draft.model_version,
         "sentences": [{"text": s.text, "sop_instance_uid": s.sop_instance_uid} for s in draft.sentences],
     }
+    if draft.context is not None:
+        content["context"] = draft.context.to_json()  # what the model read: age, sex, indication
+    return content
 
 
 @dataclass
 class _Job:
     studies: list[list[StudyImage]]
+    contexts: list[ClinicalContext | None]
     done: Future[list[Draft]]
 
 
@@ -59,8 +64,10 @@ class FindingsBatcher:
         self._thread = threading.Thread(target=self._run, name="findings-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, studies: list[list[StudyImage]]) -> Future[list[Draft]]:
-        job = _Job(studies, Future())
+    def submit(
+        self, studies: list[list[StudyImage]], contexts: list[ClinicalContext | None] | None = None
+    ) -> Future[list[Draft]]:
+        job = _Job(studies, contexts or [None] * len(studies), Future())
         self._jobs.put(job)
         return job.done
 
@@ -86,9 +93,10 @@ class FindingsBatcher:
                 jobs.append(more)
                 size += len(more.studies)
             studies = [s for job in jobs for s in job.studies]
+            contexts = [c for job in jobs for c in job.contexts]
             self.batches.append(len(studies))
             try:
-                drafts = self._drafter.draft_studies(studies)
+                drafts = self._drafter.draft_studies(studies, contexts)
             except Exception as exc:
                 for job in jobs:
                     job.done.set_exception(exc)
@@ -99,11 +107,15 @@ class FindingsBatcher:
                 start += len(job.studies)
 
 
-def _decode_studies(payload: Any, folder: Path) -> list[list[StudyImage]]:
-    """Write each posted image to ``folder`` and describe it; raise ValueError on a malformed request."""
+def _decode_studies(
+    payload: Any, folder: Path
+) -> tuple[list[list[StudyImage]], list[ClinicalContext | None]]:
+    """Write each posted image to ``folder`` and describe it, with each study's context (None when not sent);
+    raise ValueError on a malformed request."""
     if not isinstance(payload, dict) or not isinstance(payload.get("studies"), list):
-        raise ValueError('expected {"studies": [{"images": [...]}, ...]}')
+        raise ValueError('expected {"studies": [{"images": [...], "context": {...}}, ...]}')
     studies: list[list[StudyImage]] = []
+    contexts: list[ClinicalContext | None] = []
     for s, study in enumerate(payload["studies"]):
         images = study.get("images") if isinstance(study, dict) else None
         if not isinstance(images, list):
@@ -122,7 +134,11 @@ def _decode_studies(payload: Any, folder: Path) -> list[list[StudyImage]]:
             view = image.get("view_position")
             out.append(StudyImage(uid, path, str(view) if view else None))
         studies.append(out)
-    return studies
+        context = study.get("context")
+        if context is not None and not isinstance(context, dict):
+            raise ValueError(f"study {s}: context must be an object (age, sex, indication)")
+        contexts.append(ClinicalContext.from_mapping(context) if context is not None else None)
+    return studies, contexts
 
 
 def findings_routes(
@@ -141,7 +157,7 @@ def findings_routes(
             return JSONResponse({"error": "bad-request", "detail": "body is not JSON"}, status_code=400)
         with tempfile.TemporaryDirectory(prefix="findings-") as tmp:
             try:
-                studies = _decode_studies(payload, Path(tmp))
+                studies, contexts = _decode_studies(payload, Path(tmp))
             except Exception as exc:
                 return JSONResponse({"error": "bad-request", "detail": str(exc)}, status_code=400)
             if batcher is None:
@@ -149,7 +165,7 @@ def findings_routes(
                     {"drafts": [{"status": NOT_CONFIGURED, "sentences": []} for _ in studies]}
                 )
             try:
-                drafts = await asyncio.wrap_future(batcher.submit(studies))
+                drafts = await asyncio.wrap_future(batcher.submit(studies, contexts))
             except Exception as exc:
                 log.exception("drafting findings failed")
                 return JSONResponse(

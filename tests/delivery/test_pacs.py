@@ -27,12 +27,13 @@ from test_stage_align import STUDY, put_read_report, seed
 from gateway.delivery import build_senders
 from gateway.delivery.pacs import build_kos, build_pdf, build_sr, part10
 from gateway.delivery.worker import DeliveryWorker
+from gateway.fhir.links import Links, resolve
 from gateway.fhir.store import SaveSummary
 from gateway.index.models import FhirResource, Outbox
 from gateway.pipeline.stage import StageContext
 from gateway.pipeline.stages import align as align_stage
 from gateway.pipeline.stages import publish as publish_stage
-from gateway.pipeline.stages.publish import stored
+from gateway.pipeline.stages.publish import base_url, stored
 from gateway.settings import Settings
 
 
@@ -50,7 +51,9 @@ def _published(sessions: sessionmaker[Session], tmp_path: Path, settings: Settin
     publish_stage.run(StageContext(settings, sessions, 1, "publish"), study)
     with sessions() as session:
         keys = [f"{r.resource_type}/{r.resource_id}" for r in session.scalars(select(FhirResource))]
-        return stored(session, SaveSummary(versions=dict.fromkeys(keys, 1)))
+        # what the outbox carries: stored links made absolute on the public base (as publish does)
+        links = Links(base_url(settings))
+        return [resolve(r, links) for r in stored(session, SaveSummary(versions=dict.fromkeys(keys, 1)))]
 
 
 def _walk(items: Any) -> list[Any]:
@@ -102,7 +105,8 @@ def test_rendition_pdf_passes_dciodvfy_and_carries_the_report_text(
     doc = pymupdf.open(stream=pdf, filetype="pdf")
     text = "".join(page.get_text() for page in doc)
     assert "右肺上叶见结节（Se 2 Im 5）。" in text and "另见图1。" in text
-    assert any(link.get("uri", "").endswith(f"{STUDY}.2.5.png") for link in doc[0].get_links())
+    uris = [link.get("uri", "") for link in doc[0].get_links()]
+    assert any(u.startswith("http") and f"/instances/{STUDY}.2.5/rendered" in u for u in uris), uris
     assert len(pdf) < 200_000  # the CJK font is subset, not embedded whole
     assert build_pdf(resources, "1").SOPInstanceUID == ds.SOPInstanceUID  # stable per report version
     for res in resources:

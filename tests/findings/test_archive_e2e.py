@@ -2,7 +2,10 @@
 ``gateway findings export`` → ``train`` → ``eval`` → the ``draft_findings`` stage with the trained model.
 
 Small and CPU only: 14 synthetic two-view studies at 64 px, each with a Basic Text SR report, and a tiny
-attention model trained for two epochs at 32 px. It checks the plumbing and the data contract, not the model.
+attention model trained for two epochs at 32 px with the clinical-context prefix. It checks the plumbing and
+the data contract, not the model. Every other study's images carry the order's reason (Reason for the
+Requested Procedure, as from a worklist), which wins over the report's INDICATION section, in the export and
+in the stage alike.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             "AccessionNumber": f"ACC{index:07d}",
         }
         views = []
+        ordered = {**header, "ReasonForTheRequestedProcedure": "Fever."} if index % 2 else header
         for pixels, view in ((study.frontal, "PA"), (study.lateral, "LL")):
             sop = write_dicom(
                 files / f"{index}-{view}.dcm",
@@ -82,7 +86,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
                 view_position=view,
                 study_uid=uid,
                 patient_id=pid,
-                extra=header,
+                extra=ordered,
             )
             views.append(sop)
         # Some reports carry PHI in the text, as real ones do; the de-identified export must strip it.
@@ -100,7 +104,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             extra=header,
         )
         studies.append(
-            {"uid": uid, "patient_id": pid, "name": name, "report": study.findings, "views": views}
+            {
+                "uid": uid,
+                "patient_id": pid,
+                "name": name,
+                "report": study.findings,
+                "views": views,
+                "indication": "Fever." if index % 2 else "Cough.",
+            }
         )
     data_dir = root / "data"
     dicom_port, http_port = find_free_port(), find_free_port()
@@ -199,7 +210,7 @@ def test_export_train_eval_draft(served: dict[str, Any], capsys: pytest.CaptureF
             zip(("PA", "LL"), source["views"], strict=True)
         )
         assert all(Path(i["path"]).is_file() for i in row["images"])
-        assert row["language"] == "en" and row["context"]["indication"] == "Cough."
+        assert row["language"] == "en" and row["context"]["indication"] == source["indication"]
         assert row["context"]["sex"] in ("F", "M") and row["context"]["age"] in (38, 39, 74)
         if source is reviewed:
             assert (row["findings"], row["target"]) == ("The lungs are clear.", "reviewed-approved")
@@ -228,7 +239,17 @@ def test_export_train_eval_draft(served: dict[str, Any], capsys: pytest.CaptureF
     assert _manifest(deid) == deid_rows
 
     run = root / "run"
-    train = ["--data", str(out), "--format", "archive", "--model", "attention", "--preset", "tiny"]
+    train = [
+        "--data",
+        str(out),
+        "--format",
+        "archive",
+        "--model",
+        "attention",
+        "--preset",
+        "tiny",
+        "--context",
+    ]
     size = ["--image-size", "32", "--batch-size", "4"]
     assert _run(settings, "train", *train, *size, "--out", str(run), "--epochs", "2", "--device", "cpu") == 0
     assert "epoch 2:" in capsys.readouterr().out
@@ -255,6 +276,7 @@ def test_export_train_eval_draft(served: dict[str, Any], capsys: pytest.CaptureF
     )
     evaluated = capsys.readouterr().out
     assert "3 test studies" in evaluated and "CheXpert micro-F1" in evaluated and "fixed report" in evaluated
+    assert "with the context prefix" in evaluated
 
     # The draft_findings stage with the trained model, on a test-split study the gateway received.
     from gateway.pipeline.stage import StageContext
@@ -279,3 +301,12 @@ def test_export_train_eval_draft(served: dict[str, Any], capsys: pytest.CaptureF
     assert content["status"] == "preliminary" and content["machine_written"] is True
     assert content["model_name"] == "findings-attention" and len(content["model_version"]) == 12
     assert {s["sop_instance_uid"] for s in content["sentences"]} == {target["images"][0]["sop_instance_uid"]}
+    # the stage read the context the export wrote for training, from the same sources
+    assert content["context"] == target["context"]
+    from gateway.findings.checkpoint import load_checkpoint
+
+    config = load_checkpoint(run / "best").model.config
+    assert config.context and config.generated_vocab_size is not None
+    prefix_only = set(load_checkpoint(run / "best").vocab.tokens[config.generated_vocab_size :])
+    assert {"sex:f", "sex:m"} <= prefix_only
+    assert not {w for s in content["sentences"] for w in s["text"].split()} & prefix_only

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from gateway.findings.augment import Augment, augment
 from gateway.findings.checkpoint import load_checkpoint
-from gateway.findings.data import load_studies
+from gateway.findings.data import DataFormat, load_studies
 from gateway.findings.synthetic import generate, write_dataset
 from gateway.findings.text import TextRules
 from gateway.findings.training import TrainOptions, evaluate, prepare, split_studies, train
@@ -48,8 +49,13 @@ def test_a_crop_enlarges_the_content() -> None:
     assert all(int(n) == 0 or int(n) > 64 for n in lit)
 
 
-def test_training_with_augmentation_bf16_compile_workers_and_cache(tmp_path: Path) -> None:
-    records = load_studies(write_dataset(generate(30, seed=5, size=32), tmp_path / "data", "r2gen"), "r2gen")
+@pytest.mark.parametrize(("fmt", "context"), [("r2gen", False), ("iu-xml", True)])
+def test_training_with_augmentation_bf16_compile_workers_and_cache(
+    tmp_path: Path, fmt: DataFormat, context: bool
+) -> None:
+    """The GPU-minded path on the CPU, with and without the clinical-context prefix (OpenI's INDICATION)."""
+    records = load_studies(write_dataset(generate(30, seed=5, size=32), tmp_path / "data", fmt), fmt)
+    assert all(r.context for r in records) == context
     cache = tmp_path / "cache"
     options = TrainOptions(
         architecture="attention",
@@ -65,11 +71,13 @@ def test_training_with_augmentation_bf16_compile_workers_and_cache(tmp_path: Pat
         compile_backend="eager",  # dynamo capture without inductor's C++ build (minutes on this CPU)
         workers=2,
         image_cache=cache,
+        context=context,
     )
-    result = train(records, tmp_path / "run", options, {"format": "r2gen"})
+    result = train(records, tmp_path / "run", options, {"format": fmt})
     assert result.epochs == 1 and result.history[0]["loss"] > 0
     data = json.loads((tmp_path / "run" / "best" / "data.json").read_text())
     assert data["augment"] is True and data["precision"] == "bf16" and data["compile"] is True
+    assert data["context"] is context
     split = split_studies(records, (0.7, 0.1, 0.2), 42)
     assert len(list(cache.glob("*.npy"))) == len(split.train) + len(split.val)
     # the cache gives what decoding gives

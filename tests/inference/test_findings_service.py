@@ -118,3 +118,23 @@ def test_stage_drafts_through_the_service(settings_factory, sessions, service: s
     (doc,) = ctx.documents(study, stage="draft_findings")
     assert doc.content is not None and doc.content["machine_written"] is True
     assert all(s["sop_instance_uid"] == images[0][0] for s in doc.content["sentences"])
+
+
+def test_service_reads_the_context_a_context_model_needs(tiny_checkpoint, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    drafter = load_drafter(FindingsSettings(checkpoint=tiny_checkpoint("cnn-lstm", 6, True), beam_size=2))
+    assert drafter is not None and drafter.uses_context
+    batcher = FindingsBatcher(drafter, max_batch=4, batch_wait_s=0.05)
+    try:
+        for url in _serve(batcher):
+            context = {"age": 81, "sex": "F", "indication": "Shortness of breath."}
+            draft = draft_remote(url, _images(tmp_path, 2), context=context)
+            assert draft["status"] == "preliminary" and draft["sentences"]
+            assert draft["context"] == context  # what the model read comes back with the draft
+            unknown = draft_remote(url, _images(tmp_path, 3))  # none sent: read as unknown, as in training
+            assert unknown["context"] == {"age": None, "sex": None, "indication": None}
+            bad = httpx.post(f"{url}/findings", json={"studies": [{"images": [], "context": "old"}]})
+            assert bad.status_code == 400 and "context" in bad.text
+    finally:
+        batcher.close()

@@ -20,14 +20,19 @@ def checkpoint(tiny_checkpoint) -> Path:  # type: ignore[no-untyped-def]
     return tiny_checkpoint("cnn-lstm", max_tokens=8)
 
 
-def _ingest_radiographs(settings, sessions, tmp_path: Path) -> tuple[Study, dict[str, str]]:  # type: ignore[no-untyped-def]
+def _ingest_radiographs(settings, sessions, tmp_path: Path, extra=None) -> tuple[Study, dict[str, str]]:  # type: ignore[no-untyped-def]
     study = generate(1, seed=3)[0]
     ingest = Ingest(settings, sessions, Metrics())
     uids = {}
     for pixels, view in ((study.frontal, "PA"), (study.lateral, "LL")):
         path = tmp_path / f"{view}.dcm"
         uids[view] = write_dicom(
-            path, pixels, view_position=view, study_uid="1.2.826.0.1.3680043.10.1", patient_id="P"
+            path,
+            pixels,
+            view_position=view,
+            study_uid="1.2.826.0.1.3680043.10.1",
+            patient_id="P",
+            extra=extra,
         )
         ds = pydicom.dcmread(path)
         ingest.store(
@@ -63,3 +68,24 @@ def test_with_a_checkpoint_sentences_name_their_instance_and_model(
     # Idempotent: a re-run replaces the draft rather than adding one.
     draft_findings.run(ctx, study)
     assert len(ctx.documents(study, stage="draft_findings")) == 1
+
+
+def test_a_context_model_reads_the_order_reason_age_and_sex(
+    settings_factory, sessions, tiny_checkpoint, tmp_path: Path
+) -> None:
+    checkpoint = tiny_checkpoint("attention", max_tokens=8, context=True)
+    settings = settings_factory(findings={"checkpoint": checkpoint, "beam_size": 2})
+    header = {
+        "PatientSex": "F",
+        "PatientBirthDate": "19480301",
+        "StudyDate": "20240302",
+        "ReasonForTheRequestedProcedure": "Shortness of breath.",
+    }
+    study, _ = _ingest_radiographs(settings, sessions, tmp_path, header)
+    ctx = StageContext(settings, sessions, study_version=1, stage="draft_findings")
+    assert draft_findings.run(ctx, study)["status"] == "preliminary"
+    (doc,) = ctx.documents(study, stage="draft_findings")
+    content = doc.content or {}
+    assert content["context"] == {"age": 76, "sex": "F", "indication": "Shortness of breath."}
+    assert content["sentences"] and content["status"] == "preliminary" and content["model_version"]
+    assert not any(w.startswith(("age:", "sex:")) for s in content["sentences"] for w in s["text"].split())

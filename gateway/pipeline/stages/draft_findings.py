@@ -3,6 +3,10 @@
 With no checkpoint configured the stage records "no findings model configured" and writes no text at all:
 a draft must never be invented. Drafts are stored sentence by sentence, each with the SOP Instance UID of
 the image it was generated from, and marked preliminary with the model's name and version.
+
+A model trained with the clinical context (age, sex, indication) gets it from
+:func:`gateway.findings.context.indexed_context`, the function ``gateway findings export`` wrote its training
+manifest with, so the prefix it reads here is built as in training. The draft records the context it used.
 """
 
 from __future__ import annotations
@@ -53,16 +57,25 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
     ]
     if not images:
         return _record(ctx, study, {"status": "no radiograph in study", "sentences": []})
+    from gateway.findings.context import indexed_context
+
     if url is not None:
-        # The service holds the model (on a GPU host, say) and batches studies from all workers.
+        # The service holds the model (on a GPU host, say) and batches studies from all workers; it reads the
+        # context only if its model was trained with it.
         from gateway.inference.client import draft_remote
 
+        with ctx.sessions() as session:
+            context = indexed_context(session, study, [i.path for i in images])
         payload = [(i.sop_instance_uid, i.path.read_bytes(), i.view_position) for i in images]
-        return _record(ctx, study, draft_remote(url, payload))
+        return _record(ctx, study, draft_remote(url, payload, context=context.to_json()))
     drafter = _drafter(settings.model_dump_json())
     if drafter is None:
         raise PermanentStageError(NO_MODEL)
-    draft = drafter.draft_studies([images])[0]
+    local = None
+    if drafter.uses_context:
+        with ctx.sessions() as session:
+            local = indexed_context(session, study, [i.path for i in images])
+    draft = drafter.draft_studies([images], [local])[0]
     from gateway.inference.findings import draft_to_json
 
     return _record(ctx, study, draft_to_json(draft))
