@@ -28,6 +28,11 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.index_commits = Counter(
+            "gateway_index_commits_total",
+            "Index transactions committed for received instances (a group commit counts once)",
+            registry=self.registry,
+        )
         self.associations = Counter(
             "gateway_associations_total", "Association requests", ["result"], registry=self.registry
         )

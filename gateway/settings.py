@@ -128,13 +128,37 @@ class DicomSettings(Section):
         default=10.0, gt=0, description="seconds a C-STORE waits for a busy index before 0xA700"
     )
     dul_idle_sleep: float = Field(
-        default=0.001, gt=0, le=0.1, description="seconds pynetdicom's DUL thread sleeps on an idle socket"
+        default=0.001,
+        gt=0,
+        le=0.1,
+        description="with dul_wakeup = poll: seconds pynetdicom's DUL thread sleeps on an idle socket",
+    )
+    dul_wakeup: Literal["event", "poll"] = Field(
+        default="event",
+        description="event: the DUL thread waits in select() for the socket or a response to send; "
+        "poll: pynetdicom's own loop, sleeping dul_idle_sleep when idle",
+    )
+    group_commit_window: float = Field(
+        default=0.0,
+        ge=0,
+        le=0.05,
+        description="seconds a group commit waits for more C-STOREs to join it (0: groups form on their own)",
     )
     context_mismatch: Literal["refuse", "accept"] = Field(
         default="refuse", description="a data set whose SOP class is not its presentation context's"
     )
     max_associate_rq_bytes: int = Field(default=256 * 1024, ge=4096, description="largest A-ASSOCIATE-RQ")
     tls: TlsSettings = Field(default_factory=TlsSettings)
+
+
+class ImagingSettings(Section):
+    max_pixels: int = Field(
+        default=64_000_000,
+        ge=10_000,
+        description="largest frame (rows x columns) decoded at full size, checked before decoding: by "
+        "/images and DICOMweb rendering, the extract and align stages, and (unless reading.max_image_pixels "
+        "is set) the report reader; a larger baseline JPEG is decoded reduced, anything else refused",
+    )
 
 
 class PipelineSettings(Section):
@@ -185,6 +209,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     reading: ReadingSettings = Field(default_factory=ReadingSettings)
+    imaging: ImagingSettings = Field(default_factory=ImagingSettings)
     findings: FindingsSettings = Field(default_factory=FindingsSettings)
     fhir: FhirSettings = Field(default_factory=FhirSettings)
     dicomweb: DicomwebSettings = Field(default_factory=DicomwebSettings)
@@ -196,6 +221,13 @@ class Settings(BaseSettings):
     @classmethod
     def _ae(cls, value: str) -> str:
         return _check_ae_title(value)
+
+    @model_validator(mode="after")
+    def _one_pixel_limit(self) -> Settings:
+        # One pixel limit for the whole gateway: the reader follows imaging.max_pixels unless told otherwise.
+        if "max_image_pixels" not in self.reading.model_fields_set:
+            self.reading.max_image_pixels = self.imaging.max_pixels
+        return self
 
     @property
     def index_url(self) -> str:

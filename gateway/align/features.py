@@ -26,6 +26,7 @@ from pydicom.multival import MultiValue
 
 from gateway.align.figures import Rendering
 from gateway.imaging import GreyValues, ImagingError, read_dataset, render_dataset, stored_values
+from gateway.imaging.render import DEFAULT_MAX_PIXELS
 
 #: The longest side kept: the matcher's fine level.
 SIDE = 128
@@ -84,11 +85,14 @@ def _floats(value: Any, n: int) -> tuple[float, ...] | None:
     return out if len(out) == n and all(np.isfinite(out)) else None
 
 
-def compute_features(path: str | Path, sop_instance_uid: str, digest: str) -> InstanceFeatures:
-    """Read one instance and keep what matching needs. Raises :class:`ImagingError` if it has no image."""
+def compute_features(
+    path: str | Path, sop_instance_uid: str, digest: str, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> InstanceFeatures:
+    """Read one instance and keep what matching needs. Raises :class:`ImagingError` if it has no image
+    (or one above ``max_pixels``, the setting ``imaging.max_pixels``)."""
     ds = read_dataset(path)
-    image = render_dataset(ds)
-    values = stored_values(ds)
+    image = render_dataset(ds, max_pixels=max_pixels)
+    values = stored_values(ds, max_pixels=max_pixels)
     position = _floats(ds.get("ImagePositionPatient"), 3)
     orientation = _floats(ds.get("ImageOrientationPatient"), 6)
     small_values = None
@@ -167,6 +171,8 @@ def unpack(data: bytes | Path) -> dict[str, InstanceFeatures]:
 def reuse_or_compute(
     instances: Iterable[tuple[str, str, str]],
     previous: Mapping[str, InstanceFeatures],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[list[InstanceFeatures], list[tuple[str, str]]]:
     """Features for ``(sop_instance_uid, digest, path)`` triples: reused when ``previous`` has the same
     digest, computed otherwise. Returns the features and, for instances without an image, (uid, reason)."""
@@ -178,7 +184,7 @@ def reuse_or_compute(
             out.append(known)
             continue
         try:
-            out.append(compute_features(path, uid, digest))
+            out.append(compute_features(path, uid, digest, max_pixels=max_pixels))
         except ImagingError as exc:
             skipped.append((uid, str(exc)))
     return out, skipped

@@ -19,10 +19,10 @@ from typing import BinaryIO, Literal
 
 from pydicom.dataset import Dataset
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.dicom.attributes import InstanceAttributes, extract_attributes, read_indexed
+from gateway.dicom.groupcommit import GroupCommitter
 from gateway.dicom.part10 import PREAMBLE, file_meta
 from gateway.dicom.structure import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
@@ -32,12 +32,12 @@ from gateway.dicom.structure import (
     inflate_bounded,
 )
 from gateway.errors import DuplicateRejected, IndexError_, InvalidInstance, OutOfResources, StoreError
-from gateway.index.db import BUSY_TIMEOUT, READ_ONLY, is_busy
+from gateway.index.lookup import StoredLookup
 from gateway.index.models import Instance
-from gateway.index.repo import IdCache, record_instance
+from gateway.index.repo import InstanceRow
 from gateway.metrics import Metrics
 from gateway.settings import Settings
-from gateway.store.files import HOST, durable_write_chunks, file_chunks, pid_alive
+from gateway.store.files import HOST, file_chunks, pid_alive, write_renamed
 from gateway.store.instances import instance_path
 
 log = logging.getLogger(__name__)
@@ -60,31 +60,47 @@ class Ingest:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], metrics: Metrics) -> None:
         self._settings = settings
         bind = sessions.kw.get("bind")
-        if isinstance(bind, Engine):
-            # Writes wait for a busy index only briefly (then 0xA700, which senders retry); the duplicate
-            # check reads without taking SQLite's write lock at all.
-            wait = settings.dicom.index_busy_timeout
-            self._sessions = sessionmaker(
-                bind.execution_options(**{BUSY_TIMEOUT: wait}), expire_on_commit=False
-            )
-            self._reads = sessionmaker(bind.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
-        else:
-            self._sessions = self._reads = sessions
+        if not isinstance(bind, Engine):
+            raise TypeError("Ingest needs a session factory bound to an Engine")
+        # The duplicate check reads without taking SQLite's write lock at all; writes go through the group
+        # committer, which waits for a busy index only briefly (then 0xA700, which senders retry).
+        self._sessions = sessions
+        self._stored = StoredLookup(bind)
+        self._committer = GroupCommitter(
+            bind,
+            busy_timeout=settings.dicom.index_busy_timeout,
+            fsync=settings.dicom.fsync,
+            window=settings.dicom.group_commit_window,
+            on_commit=lambda rows: metrics.index_commits.inc(),
+        )
         self._metrics = metrics
         self._root = settings.store_dir
         self._root.mkdir(parents=True, exist_ok=True)
         self._scratch = settings.data_dir / "incoming"
         self._intents = intents_dir(settings)
-        self._ids = IdCache()
+        self._intents.mkdir(parents=True, exist_ok=True)
 
     @property
     def settings(self) -> Settings:
         return self._settings
 
+    def close(self) -> None:
+        """Give back the index connections kept open for the C-STORE path."""
+        if self._committer.groups:
+            log.info(
+                "index commits for received instances",
+                extra={"rows": self._committer.rows, "groups": self._committer.groups},
+            )
+        self._stored.close()
+        self._committer.close()
+
     def _intend(self, path: Path) -> Path:
-        self._intents.mkdir(parents=True, exist_ok=True)
         marker = self._intents / f"{secrets.token_hex(8)}.{HOST}.{os.getpid()}"
-        marker.write_text(str(path))
+        try:
+            marker.write_text(str(path))
+        except FileNotFoundError:  # the folder was removed under us
+            self._intents.mkdir(parents=True, exist_ok=True)
+            marker.write_text(str(path))
         return marker
 
     def check_capacity(self, size: int) -> None:
@@ -99,35 +115,17 @@ class Ingest:
             raise OutOfResources(f"only {free} bytes free in the store; keeping {reserve} in reserve")
 
     def _record(
-        self, attrs: InstanceAttributes, ts: str, path: Path, size: int, digest: str, calling_ae: str | None
+        self,
+        attrs: InstanceAttributes,
+        ts: str,
+        path: Path,
+        size: int,
+        digest: str,
+        calling_ae: str | None,
+        directories: list[Path],
     ) -> None:
-        """Index the stored file; retry once when another association or process raced us to a row."""
-        for attempt in (1, 2):
-            try:
-                with self._sessions.begin() as session:
-                    record_instance(
-                        session,
-                        attrs,
-                        transfer_syntax_uid=ts,
-                        path=str(path),
-                        size=size,
-                        digest=digest,
-                        calling_ae=calling_ae,
-                        cache=self._ids,
-                    )
-            except (IntegrityError, OperationalError) as exc:
-                self._ids.discard()
-                if is_busy(exc):
-                    raise OutOfResources("index busy (a long write elsewhere); try again later") from exc
-                if attempt == 2:
-                    raise
-                log.debug("index write raced another writer; retrying", exc_info=True)
-            except Exception:
-                self._ids.discard()
-                raise
-            else:
-                self._ids.commit()
-                return
+        """Make the file's directory entries durable and index it, in a group with other associations."""
+        self._committer.commit(InstanceRow(attrs, ts, str(path), size, digest, calling_ae), directories)
 
     def store(
         self,
@@ -208,17 +206,10 @@ class Ingest:
 
         policy = self._settings.dicom.duplicate_policy
         try:
-            with self._reads() as session:
-                existing = session.execute(
-                    select(Instance.digest, Instance.path).where(
-                        Instance.sop_instance_uid == attrs.sop_instance_uid
-                    )
-                ).one_or_none()
-        except SQLAlchemyError as exc:
+            existing = self._stored.find(attrs.sop_instance_uid)
+        except IndexError_:
             log.debug("index read failed", exc_info=True)
-            if is_busy(exc):
-                raise OutOfResources("index busy; try again later") from exc
-            raise IndexError_(f"index read failed: {type(exc).__name__}") from exc
+            raise
         existing_digest, existing_path = (
             (existing.digest, existing.path) if existing is not None else (None, None)
         )
@@ -255,15 +246,16 @@ class Ingest:
         # start-up sweep (sweep_unindexed) removes the file unless the index knows it.
         intent = None if existed_on_disk else self._intend(path)
         try:
-            digest, written = durable_write_chunks(path, chunks(), fsync=self._settings.dicom.fsync)
-            self._record(attrs, transfer_syntax_uid, path, written, digest, calling_ae)
+            fsync = self._settings.dicom.fsync
+            digest, written, directories = write_renamed(path, chunks(), fsync=fsync)
+            self._record(attrs, transfer_syntax_uid, path, written, digest, calling_ae, directories)
         except Exception as exc:
             # Never leave a file that the index does not know about and the sender was not told we kept.
             if not existed_on_disk:
                 path.unlink(missing_ok=True)
             if intent is not None:
                 intent.unlink(missing_ok=True)
-            if isinstance(exc, OutOfResources | StoreError):
+            if isinstance(exc, OutOfResources | StoreError | IndexError_):
                 raise
             # The database's message can quote patient data from the statement, so only DEBUG shows it.
             log.debug("index write failed", exc_info=True)

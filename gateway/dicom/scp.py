@@ -8,6 +8,7 @@ each process binds with ``SO_REUSEPORT`` and the kernel spreads new associations
 
 from __future__ import annotations
 
+import gc
 import logging
 import ssl
 import threading
@@ -78,6 +79,7 @@ def limits(settings: Settings) -> Limits:
         max_associate_rq_bytes=dicom.max_associate_rq_bytes,
         max_pdu_bytes=dicom.max_pdu_bytes,
         dul_idle_sleep=dicom.dul_idle_sleep,
+        dul_wakeup=dicom.dul_wakeup,
     )
 
 
@@ -147,6 +149,9 @@ class Scp:
             limits=limits(self.settings),
         )
         assert isinstance(server, GuardedServer)
+        # What start-up loaded (modules, tables, the settings) lives as long as the process: moved out of the
+        # collector's generations, it is not walked again by each full collection while instances arrive.
+        gc.freeze()
         self.ae._servers.append(server)  # as AE.start_server does, so AE.shutdown() sees it too
         self._server = server
         # serve_forever checks for shutdown once per poll interval; 0.1 s keeps stop() quick.
@@ -179,4 +184,5 @@ class Scp:
         for assoc in server.active_associations:
             assoc.abort()
         self._server = None
+        self.ingest.close()
         log.info("DICOM SCP stopped")

@@ -22,17 +22,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import select
 import socket
 import ssl
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
@@ -57,6 +61,7 @@ class Limits:
     max_associate_rq_bytes: int
     max_pdu_bytes: int
     dul_idle_sleep: float = 0.001
+    dul_wakeup: Literal["event", "poll"] = "event"
 
 
 class Ticket:
@@ -236,9 +241,112 @@ class GuardedSocket(AssociationSocket):
 
 # pynetdicom's acceptor reactor sleeps 1 ms before every look at its message queue (pynetdicom issues #120,
 # #650): up to 1 ms of latency per C-STORE. Ours blocks on the queue instead and is woken by the message.
-# The DUL thread sleeps ``dicom.dul_idle_sleep`` (pynetdicom's 1 ms by default) when its socket is idle;
-# less cuts latency and costs CPU on every idle association.
 REACTOR_WAIT = 0.005
+# pynetdicom's DUL thread sleeps 1 ms whenever it found nothing to do, so a PDU that arrives, and the
+# C-STORE response our handler queues, each wait up to that long. With ``dicom.dul_wakeup = "event"`` the
+# DUL waits instead in select() on its socket and on a wake-up socket written whenever a primitive is
+# queued for sending (:class:`EventDrivenDul`); it still wakes every DUL_TIMER_CHECK seconds for its timers.
+DUL_TIMER_CHECK = 0.05
+
+
+class _WakingQueue(queue.Queue[Any]):
+    """The DUL's queue of primitives to send, which wakes the DUL thread on every put."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self._wake()
+
+
+class EventDrivenDul(DULServiceProvider):
+    """pynetdicom's DICOM Upper Layer provider (PS3.8 9.2), woken by events instead of polling.
+
+    Only the reactor loop differs from pynetdicom's ``DULServiceProvider.run_reactor`` (same steps, same
+    order): where it sleeps ``_run_loop_delay`` after a loop that found nothing, this one waits in
+    select() for data on the association's socket or a byte on a wake-up socket pair, written when a
+    primitive is queued for sending (``to_provider_queue``) or the thread is asked to stop.
+    """
+
+    def __init__(self, assoc: Association) -> None:
+        super().__init__(assoc)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.to_provider_queue = _WakingQueue(self.wake)
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):  # BlockingIOError: a wake-up is pending already
+            self._wake_w.send(b"\0")
+
+    def kill_dul(self) -> None:
+        super().kill_dul()
+        self.wake()
+
+    def _wait(self) -> None:
+        transport = self.socket
+        sock = transport.socket if transport is not None else None
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return  # decrypted data already buffered: select() would not see it
+        try:
+            if sock is None or sock.fileno() < 0:
+                select.select([self._wake_r], [], [], 0.001)
+            else:
+                select.select([sock, self._wake_r], [], [], DUL_TIMER_CHECK)
+        except (OSError, ValueError):  # the socket closed under us: the loop notices (Evt17)
+            time.sleep(0.001)
+        with contextlib.suppress(OSError):
+            while self._wake_r.recv(4096):
+                pass
+
+    def run_reactor(self) -> None:
+        try:
+            self._event_loop()
+        finally:
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _event_loop(self) -> None:
+        self._idle_timer.start()
+        assert self.socket is not None
+        idle = False
+        while True:
+            if not self.assoc._dul_ready.is_set():
+                self.assoc._dul_ready.set()
+                idle = True
+            if idle:
+                self._wait()
+            if self._kill_thread:
+                break
+            if self.artim_timer.expired:
+                self.event_queue.put("Evt18")
+            try:
+                # Either encode and send a primitive, or receive and decode a PDU, per loop.
+                if self._process_recv_primitive():
+                    pass
+                elif self._is_transport_event():
+                    self._idle_timer.restart()
+            except Exception:
+                log.exception("DICOM upper layer failed; aborting the association")
+                abort = A_ABORT_RQ()
+                abort.source = 0x02
+                abort.reason_diagnostic = 0x00
+                with contextlib.suppress(OSError):
+                    self.socket.send(abort.encode())
+                self.assoc.is_aborted = True
+                self.assoc.is_established = False
+                self.assoc._kill = True
+                self._kill_thread = True
+                return
+            try:
+                event = self.event_queue.get(block=False)
+            except queue.Empty:
+                idle = True
+                continue
+            self.state_machine.do_action(event)
+            idle = False
 
 
 class GatewayAssociation(Association):
@@ -246,6 +354,14 @@ class GatewayAssociation(Association):
     reactor is woken by each DIMSE message instead of polling once a millisecond."""
 
     ticket: Ticket | None = None
+
+    def __init__(self, ae: Any, mode: str, *, event_driven_dul: bool = False) -> None:
+        super().__init__(ae, mode)
+        if event_driven_dul:
+            self.dul = EventDrivenDul(self)
+            # pynetdicom's __init__ gave its own DUL the timeouts; give them to ours.
+            self.acse_timeout = self.ae.acse_timeout
+            self.network_timeout = self.ae.network_timeout
 
     def _serve_request(self, msg: Any, context_id: int) -> None:
         """Serve every C-STORE with the Storage service, whatever its Affected SOP Class says.
@@ -348,7 +464,9 @@ class GuardedRequestHandler(RequestHandler):
         from pynetdicom._globals import MODE_ACCEPTOR
 
         server = self.server
-        assoc = GatewayAssociation(self.ae, MODE_ACCEPTOR)
+        assoc = GatewayAssociation(
+            self.ae, MODE_ACCEPTOR, event_driven_dul=server.limits.dul_wakeup == "event"
+        )
         assoc.ticket = ticket
         assoc._server = server
         assoc.name = f"AcceptorThread@{time.strftime('%Y%m%d%H%M%S')}"
@@ -404,6 +522,11 @@ class GuardedServer(ThreadedAssociationServer):
         if hasattr(socket, "SO_REUSEPORT") and self.socket is not None:
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
+
+    def service_actions(self) -> None:
+        """Nothing: pynetdicom's server runs a full ``gc.collect()`` every few listener polls here, which
+        holds the GIL and stalls every association for as long as the heap takes to walk. The interpreter's
+        own collector frees finished associations (reference cycles) as it frees anything else."""
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         assert self.socket is not None

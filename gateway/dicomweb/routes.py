@@ -241,7 +241,9 @@ class Dicomweb:
                     raise wado.BadParameter("frame numbers are positive integers")
                 frame = int(numbers[0])
             size = dw.thumbnail_size if thumbnail else None
-            data = wado.rendered(inst.path, options, frame=frame, max_size=size)
+            data = wado.rendered(
+                inst.path, options, frame=frame, max_size=size, max_pixels=self.settings.imaging.max_pixels
+            )
             return Response(
                 data, media_type=options.media_type, headers={"Cache-Control": "private, max-age=300"}
             )

@@ -23,6 +23,7 @@ from pydicom.uid import (
 
 from gateway.dicomweb.multipart import content_type_params
 from gateway.imaging import ImagingError, encode_image, render_dataset
+from gateway.imaging.render import DEFAULT_MAX_PIXELS
 
 #: What this server can transcode to (pydicom decodes everything pylibjpeg reads and encodes these).
 TRANSCODE_TARGETS = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, JPEG2000Lossless)
@@ -198,13 +199,18 @@ def render_options(params: dict[str, str], accept: str, default_quality: int) ->
 
 
 def rendered(
-    path: str | Path, options: RenderOptions, *, frame: int = 1, max_size: int | None = None
+    path: str | Path,
+    options: RenderOptions,
+    *,
+    frame: int = 1,
+    max_size: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> bytes:
     ds = dcmread(path)
     if frame < 1 or frame > _frames_of(ds):
         raise KeyError(f"frame {frame} not in 1..{_frames_of(ds)}")
     try:
-        pixels = render_dataset(ds, frame=frame - 1, window=options.window)
+        pixels = render_dataset(ds, frame=frame - 1, window=options.window, max_pixels=max_pixels)
     except ImagingError as exc:
         raise NotAcceptable(str(exc)) from exc
     if options.crop is not None:

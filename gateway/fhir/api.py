@@ -293,6 +293,8 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
     used.
     """
     fhir: FhirSettings = settings.fhir
+    # The one pixel limit (imaging.max_pixels), checked before /images decodes anything.
+    max_pixels: int | None = getattr(getattr(settings, "imaging", None), "max_pixels", None)
     public_base: str | None = getattr(getattr(settings, "http", None), "public_base_url", None)
     dicomweb = getattr(settings, "dicomweb", None)
     signer = LinkSigner(token, int(getattr(dicomweb, "signed_url_lifetime", 300)))
@@ -631,7 +633,11 @@ def build_fhir_routes(sessions: sessionmaker[Session], settings: Any, token: str
         if inst is None:
             raise NotFound(f"no instance {uid}")
         try:
-            pixels = read_and_render(inst.path)
+            pixels = (
+                read_and_render(inst.path, max_pixels=max_pixels)
+                if max_pixels is not None
+                else read_and_render(inst.path)
+            )
         except ImagingError as exc:
             raise NotFound(f"instance {uid} has no renderable image: {exc}") from exc
         data = encode_image(pixels, "png" if fmt == "png" else "jpeg", max_size=size)

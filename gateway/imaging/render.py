@@ -73,7 +73,8 @@ class GreyValues:
         return np.ascontiguousarray(255 - out if self.monochrome1 else out)
 
 
-# Above this many pixels in one frame nothing is decoded at full size (a setting: ``imaging.max_pixels``).
+# Above this many pixels in one frame nothing is decoded at full size: the default of the setting
+# ``imaging.max_pixels`` (gateway.settings.ImagingSettings), which callers pass in.
 DEFAULT_MAX_PIXELS = 64_000_000
 _JPEG_BASELINE = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
 # SOF markers: baseline, extended, progressive, lossless (Huffman); the others are arithmetic or hierarchical.

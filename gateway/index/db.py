@@ -16,6 +16,7 @@ Two execution options tune a transaction (set them on the engine a caller binds 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.errors import ConfigError
@@ -57,15 +58,22 @@ def create_index_engine(url: str, *, synchronous_full: bool = True) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
+            # On the DBAPI connection itself: this runs for every transaction, C-STOREs' included, and
+            # SQLAlchemy's statement execution would cost more than the statement.
+            dbapi = conn.connection.dbapi_connection
             options = conn.get_execution_options()
-            if options.get(READ_ONLY):
-                conn.exec_driver_sql("BEGIN")
-                return
-            wait_ms = int(1000 * options.get(BUSY_TIMEOUT, DEFAULT_BUSY_TIMEOUT))
-            if conn.info.get("busy_timeout_ms") != wait_ms:  # a pooled connection keeps the pragma
-                conn.exec_driver_sql(f"PRAGMA busy_timeout={wait_ms}")
-                conn.info["busy_timeout_ms"] = wait_ms
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            statement = "BEGIN"
+            try:
+                if not options.get(READ_ONLY):
+                    wait_ms = int(1000 * options.get(BUSY_TIMEOUT, DEFAULT_BUSY_TIMEOUT))
+                    if conn.info.get("busy_timeout_ms") != wait_ms:  # a pooled connection keeps it
+                        statement = f"PRAGMA busy_timeout={wait_ms}"
+                        dbapi.execute(statement)
+                        conn.info["busy_timeout_ms"] = wait_ms
+                    statement = "BEGIN IMMEDIATE"
+                dbapi.execute(statement)
+            except sqlite3.OperationalError as exc:  # as SQLAlchemy would raise it ("database is locked")
+                raise OperationalError(statement, None, exc) from exc
 
         return engine
     engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Connection, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -20,8 +20,8 @@ from gateway.dicom.attributes import InstanceAttributes
 from gateway.index.models import Base, Document, Instance, Job, Patient, Series, Study, utcnow
 
 
-def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -> None:
-    dialect = session.get_bind().dialect.name
+def insert_ignore(session: Session | Connection, model: type[Base], values: dict[str, Any]) -> None:
+    dialect = session.dialect.name if isinstance(session, Connection) else session.get_bind().dialect.name
     table = model
     if dialect == "postgresql":
         session.execute(postgresql.insert(table).values(**values).on_conflict_do_nothing())
@@ -99,7 +99,7 @@ def _study_fields(attrs: InstanceAttributes) -> dict[str, Any]:
     }
 
 
-def _patient_fk(session: Session, attrs: InstanceAttributes, cache: IdCache) -> int:
+def _patient_fk(session: Connection, attrs: InstanceAttributes, cache: IdCache) -> int:
     key = ("patient", attrs.issuer_of_patient_id, attrs.patient_id)
     cached = cache.get(key)
     if cached is not None:
@@ -124,7 +124,7 @@ def _patient_fk(session: Session, attrs: InstanceAttributes, cache: IdCache) -> 
     return found
 
 
-def _study_fk(session: Session, attrs: InstanceAttributes, cache: IdCache, now: dt.datetime) -> int:
+def _study_fk(session: Connection, attrs: InstanceAttributes, cache: IdCache, now: dt.datetime) -> int:
     key = ("study", attrs.study_instance_uid)
     cached = cache.get(key)
     if cached is not None:
@@ -157,7 +157,7 @@ def _study_fk(session: Session, attrs: InstanceAttributes, cache: IdCache, now: 
     return int(study.id)
 
 
-def _series_fk(session: Session, attrs: InstanceAttributes, study_fk: int, cache: IdCache) -> int:
+def _series_fk(session: Connection, attrs: InstanceAttributes, study_fk: int, cache: IdCache) -> int:
     key = ("series", attrs.series_instance_uid)
     cached = cache.get(key)
     if cached is not None:
@@ -201,56 +201,103 @@ def record_instance(
     now: dt.datetime | None = None,
     cache: IdCache | None = None,
 ) -> RecordedInstance:
-    """Index one stored instance; reopen its study if it had become stable or finished.
+    """Index one stored instance; reopen its study if it had become stable or finished."""
+    row = InstanceRow(attrs, transfer_syntax_uid, path, size, digest, calling_ae)
+    return record_instances(session.connection(), [row], now=now, cache=cache)[0]
 
-    Written with Core statements rather than ORM objects: this runs inside every C-STORE.
+
+@dataclass(frozen=True)
+class InstanceRow:
+    """One stored instance to index: its attributes and where and how it was kept."""
+
+    attrs: InstanceAttributes
+    transfer_syntax_uid: str
+    path: str
+    size: int
+    digest: str
+    calling_ae: str | None
+
+
+def record_instances(
+    conn: Connection,
+    rows: list[InstanceRow],
+    *,
+    now: dt.datetime | None = None,
+    cache: IdCache | None = None,
+) -> list[RecordedInstance]:
+    """Index stored instances in the caller's transaction; reopen each study that had become stable.
+
+    Written with Core statements rather than ORM objects, and batched: this runs for every C-STORE, and a
+    group committer passes the instances of several associations at once. Per group: one statement per
+    new patient, study or series (ids are cached), one UPDATE per study, one SELECT for the instances
+    already known, and one executemany INSERT.
     """
     now = now or utcnow()
     cache = cache if cache is not None else IdCache()
-    study_fk = _study_fk(session, attrs, cache, now)
-    # Table-level statements on the session's connection skip the ORM's bulk machinery.
-    conn = session.connection()
     studies, instances = _table(Study), _table(Instance)
-    # The common case, a study still receiving, is one UPDATE; only a reopen needs the second.
-    touched = conn.execute(
-        update(studies)
-        .where(studies.c.id == study_fk, studies.c.state == "receiving")
-        .values(last_received_at=now, updated_at=now)
-    )
-    reopened = getattr(touched, "rowcount", 1) == 0
-    if reopened:
-        conn.execute(
+    study_fks: list[int] = []
+    reopened: dict[int, bool] = {}
+    for row in rows:
+        study_fk = _study_fk(conn, row.attrs, cache, now)
+        study_fks.append(study_fk)
+        if study_fk in reopened:
+            continue
+        # The common case, a study still receiving, is one UPDATE; only a reopen needs the second.
+        touched = conn.execute(
             update(studies)
-            .where(studies.c.id == study_fk)
-            .values(state="receiving", state_reason=None, stage=None, last_received_at=now, updated_at=now)
+            .where(studies.c.id == study_fk, studies.c.state == "receiving")
+            .values(last_received_at=now, updated_at=now)
         )
-    series_fk = _series_fk(session, attrs, study_fk, cache)
-    values = {
-        "series_fk": series_fk,
-        "study_fk": study_fk,
-        "sop_class_uid": attrs.sop_class_uid,
-        "transfer_syntax_uid": transfer_syntax_uid,
-        "instance_number": attrs.instance_number,
-        "view_position": attrs.view_position,
-        "image_laterality": attrs.image_laterality,
-        "rows": attrs.rows,
-        "columns": attrs.columns,
-        "window_center": attrs.window_center,
-        "window_width": attrs.window_width,
-        "path": path,
-        "size": size,
-        "digest": digest,
-        "calling_ae": calling_ae,
-        "received_at": now,
-    }
-    existing = conn.execute(
-        select(instances.c.id).where(instances.c.sop_instance_uid == attrs.sop_instance_uid)
-    ).scalar_one_or_none()
-    if existing is None:
-        conn.execute(insert(instances).values(sop_instance_uid=attrs.sop_instance_uid, **values))
-    else:
-        conn.execute(update(instances).where(instances.c.id == existing).values(**values))
-    return RecordedInstance(study_fk=study_fk, reopened=reopened, new_instance=existing is None)
+        reopened[study_fk] = getattr(touched, "rowcount", 1) == 0
+        if reopened[study_fk]:
+            conn.execute(
+                update(studies)
+                .where(studies.c.id == study_fk)
+                .values(
+                    state="receiving", state_reason=None, stage=None, last_received_at=now, updated_at=now
+                )
+            )
+    values = [
+        {
+            "sop_instance_uid": row.attrs.sop_instance_uid,
+            "series_fk": _series_fk(conn, row.attrs, study_fk, cache),
+            "study_fk": study_fk,
+            "sop_class_uid": row.attrs.sop_class_uid,
+            "transfer_syntax_uid": row.transfer_syntax_uid,
+            "instance_number": row.attrs.instance_number,
+            "view_position": row.attrs.view_position,
+            "image_laterality": row.attrs.image_laterality,
+            "rows": row.attrs.rows,
+            "columns": row.attrs.columns,
+            "window_center": row.attrs.window_center,
+            "window_width": row.attrs.window_width,
+            "path": row.path,
+            "size": row.size,
+            "digest": row.digest,
+            "calling_ae": row.calling_ae,
+            "received_at": now,
+        }
+        for row, study_fk in zip(rows, study_fks, strict=True)
+    ]
+    uids = list(dict.fromkeys(str(v["sop_instance_uid"]) for v in values))
+    known = conn.execute(
+        select(instances.c.sop_instance_uid, instances.c.id).where(instances.c.sop_instance_uid.in_(uids))
+    )
+    existing: dict[str, int] = {str(uid): int(id_) for uid, id_ in known}
+    new = [v for v in values if v["sop_instance_uid"] not in existing]
+    if new:
+        conn.execute(insert(instances), new)
+    for v in values:
+        found = existing.get(str(v["sop_instance_uid"]))
+        if found is not None:
+            changes = {k: x for k, x in v.items() if k != "sop_instance_uid"}
+            conn.execute(update(instances).where(instances.c.id == found).values(changes))
+    return [
+        RecordedInstance(
+            study_fk=fk, reopened=reopened[fk], new_instance=str(v["sop_instance_uid"]) not in existing
+        )
+        for v, fk in zip(values, study_fks, strict=True)
+    ]
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,24 @@ def durable_write_chunks(
     Each chunk is hashed and written before the next is asked for, so a chunk may reuse its buffer.
     Returns (SHA-256 hex digest, size).
     """
+    digest, size, directories = write_renamed(path, chunks, fsync=fsync)
+    if fsync:
+        try:
+            fsync_directories(directories)
+        except OSError as exc:
+            raise StoreError(f"cannot sync the directory of {path.name}: {exc.strerror}") from exc
+    return digest, size
+
+
+def write_renamed(
+    path: Path, chunks: Iterable[bytes | memoryview], *, fsync: bool = True
+) -> tuple[str, int, list[Path]]:
+    """Write ``chunks`` to a temporary name, fsync the file, rename it to ``path``.
+
+    The directory entries are not yet synced: returns (SHA-256 hex digest, size, the directories whose
+    fsync makes the rename durable). The caller syncs them (:func:`fsync_directories`) before it reports
+    the file kept; a group committer syncs each directory once for all the files of its group.
+    """
     digest = hashlib.sha256()
     size = 0
     # Unique per call, not only per process: two associations may write the same SOP Instance at once.
@@ -71,10 +89,6 @@ def durable_write_chunks(
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        if fsync:
-            _fsync_dir(path.parent)
-            for directory in new_dirs:
-                _fsync_dir(directory.parent)
     except OSError as exc:
         with contextlib.suppress(OSError):  # the cleanup must not hide the error being reported
             tmp.unlink(missing_ok=True)
@@ -85,7 +99,13 @@ def durable_write_chunks(
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
-    return digest.hexdigest(), size
+    return digest.hexdigest(), size, [path.parent, *(d.parent for d in new_dirs)]
+
+
+def fsync_directories(directories: Iterable[Path]) -> None:
+    """fsync each directory once (the entries of files renamed or created in it); raises OSError."""
+    for directory in dict.fromkeys(directories):
+        _fsync_dir(directory)
 
 
 def file_chunks(path: Path, offset: int = 0, size: int = 1 << 20) -> Iterator[memoryview]:

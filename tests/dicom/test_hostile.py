@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -225,3 +227,41 @@ def test_c_store_of_the_verification_sop_class_gets_a_c_store_refusal(
     finally:
         ae.shutdown()
     assert not list(scp.settings.store_dir.rglob("*.dcm"))
+
+
+@pytest.mark.dcmtk
+def test_dcmtk_storescu_is_served_while_hostile_sockets_hold_connections(
+    start_scp: Callable[..., Any],
+    make_instance: Callable[..., Dataset],
+    raw_sockets: list[socket.socket],
+    dcmtk: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """A real peer no one here wrote (DCMTK storescu) stores a study while garbage, idle and 4 GiB-header
+    connections from another address hold sockets open: nothing it sends is refused or lost."""
+    scp = start_scp(dicom={"artim_timeout": 20.0, "max_associations": 4, "max_pending_per_address": 4})
+    for k in range(12):  # more than the pending limit per address: the extra ones are closed at once
+        sock = connect_from(ATTACKER, scp.port, raw_sockets)
+        with contextlib.suppress(OSError):
+            if k % 3 == 0:
+                sock.sendall(b"\xff" * 8)
+            elif k % 3 == 1:
+                sock.sendall(struct.pack(">BBL", 0x01, 0x00, 0xFFFFFFFF))
+    time.sleep(0.3)
+    folder = tmp_path / "outgoing"
+    uids = []
+    for i in range(6):
+        ds = make_instance("ct", instance_number=i, path=folder / f"ct{i}.dcm")
+        uids.append(str(ds.SOPInstanceUID))
+    argv = ["storescu", "-aet", "DCMTK", "-aec", "GATEWAY", "-to", "10", "-ta", "10", "-td", "10"]
+    sent = subprocess.run(
+        [*argv, "--scan-directories", "127.0.0.1", str(scp.port), str(folder)],
+        env=dcmtk,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert "Store Failed" not in sent.stdout + sent.stderr
+    kept = {p.stem for p in scp.settings.store_dir.rglob("*.dcm")}
+    assert set(uids) <= kept

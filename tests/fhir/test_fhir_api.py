@@ -207,3 +207,28 @@ def test_rendered_image(client: TestClient) -> None:
     assert client.get(f"/images/{STUDY_UID}.2.5.jpeg", headers=AUTH).headers["content-type"] == "image/jpeg"
     assert client.get("/images/1.2.3.png", headers=AUTH).status_code == 404
     assert client.get(f"/images/{STUDY_UID}.2.5.png?size=huge", headers=AUTH).status_code == 400
+
+
+
+def test_rendered_image_honours_the_pixel_limit_setting(published: dict[str, Any], tmp_path: Any) -> None:
+    import numpy as np
+    import pydicom
+    from sqlalchemy import select
+
+    from gateway.index.models import Instance
+
+    with published["sessions"]() as session:
+        path = session.scalars(
+            select(Instance.path).where(Instance.sop_instance_uid == f"{STUDY_UID}.2.5")
+        ).one()
+    ds = pydicom.dcmread(path)  # made larger than the limit below: 200 x 200 = 40,000 pixels
+    ds.Rows = ds.Columns = 200
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = np.full((200, 200), 90, dtype=np.uint8).tobytes()
+    ds.save_as(path)
+    for limit, ok in ((20_000, False), (40_000, True)):
+        settings = Settings.load(None, data_dir=tmp_path / "data", imaging={"max_pixels": limit})
+        app = Starlette(routes=build_fhir_routes(published["sessions"], settings, TOKEN))
+        res = TestClient(app).get(f"/images/{STUDY_UID}.2.5.png?size=32", headers=AUTH)
+        assert (res.status_code == 200) is ok, res.text
+        assert ok or "pixel limit" in res.text

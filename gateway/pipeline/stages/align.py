@@ -84,12 +84,12 @@ def _matching_features(
         if i.sop_instance_uid not in features and i.rows is not None and i.sop_class_uid not in _NOT_IMAGES
     ]
     if missing:
-        computed, _ = reuse_or_compute(missing, {})
+        computed, _ = reuse_or_compute(missing, {}, max_pixels=ctx.settings.imaging.max_pixels)
         features.update((f.sop_instance_uid, f) for f in computed)
     return features
 
 
-def _full_resolution(paths: Mapping[str, str]) -> Callable[[str], Rendering | None]:
+def _full_resolution(paths: Mapping[str, str], max_pixels: int) -> Callable[[str], Rendering | None]:
     """Reads one instance at full resolution, for the final registration of a figure's few candidates."""
 
     def read(uid: str) -> Rendering | None:
@@ -98,7 +98,8 @@ def _full_resolution(paths: Mapping[str, str]) -> Callable[[str], Rendering | No
             return None
         try:
             ds = read_dataset(path)
-            return Rendering(render_dataset(ds), stored_values(ds))
+            shown = render_dataset(ds, max_pixels=max_pixels)
+            return Rendering(shown, stored_values(ds, max_pixels=max_pixels))
         except ImagingError as exc:
             log.debug("no full-resolution pixels for %s: %s", uid, exc)
             return None
@@ -153,7 +154,7 @@ def compute_alignment(ctx: StageContext, study: Study) -> Alignment:
         infos,
         figure_images=figure_images,
         instance_images=renderer(features),
-        full_resolution=_full_resolution(paths),
+        full_resolution=_full_resolution(paths, ctx.settings.imaging.max_pixels),
         kos=kos,
         draft=draft,
         options=options_from(ctx.settings),

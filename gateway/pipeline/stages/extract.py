@@ -133,7 +133,7 @@ def _features(ctx: StageContext, study: Study) -> dict[str, int]:
             previous = unpack(Path(previous_doc.path))
         except (OSError, ValueError) as exc:  # an unreadable earlier file costs only the reuse
             log.warning("cannot reuse earlier matching features: %s", exc)
-    features, skipped = reuse_or_compute(images, previous)
+    features, skipped = reuse_or_compute(images, previous, max_pixels=ctx.settings.imaging.max_pixels)
     for uid, reason in skipped[:5]:
         log.info("no matching features for %s: %s", uid, reason)
     reused = sum(1 for f in features if previous.get(f.sop_instance_uid) is f)

@@ -1,8 +1,9 @@
 """Pipeline stage ``publish``: build the study's FHIR resources, validate them, store new versions.
 
-All resources of one publication are written in one transaction, so a reader never sees a report whose
-Observations are missing. Content equal to the current version adds no version (see
-:mod:`gateway.fhir.store`).
+A reader never sees a report whose Observations are missing: the new versions are staged in small
+commits and become current together in one short transaction (:mod:`.publish_write`), so that neither
+ingest nor a lease renewal waits behind a large report. Content equal to the current version adds no
+version (see :mod:`gateway.fhir.store`).
 """
 
 from __future__ import annotations
@@ -38,10 +39,11 @@ from gateway.fhir.mapping import (
 )
 from gateway.fhir.order import OrderFacts, apply_order
 from gateway.fhir.signoff import SignOff, from_dataset, from_document
-from gateway.fhir.store import SaveSummary, current, save_resources
+from gateway.fhir.store import SaveSummary, current
 from gateway.fhir.validate import validate_resource
 from gateway.index.models import Document, Instance, Order, Patient, Study
 from gateway.pipeline.stage import StageContext
+from gateway.pipeline.stages.publish_write import save_publication
 from gateway.pipeline.stages.read_report import primary_report
 from gateway.settings import Settings
 
@@ -259,23 +261,24 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
             validate_resource(resource, inp.version)
     except InvalidResource as exc:
         raise PermanentStageError(f"FHIR mapping produced an invalid resource: {exc}") from exc
+    endpoint = dicomweb_endpoint(base_url(ctx.settings), ctx.settings.fhir.version)
+
+    def enqueue(session: Session, current_bodies: list[dict[str, Any]]) -> int:
+        # Outgoing messages commit with the publication, or not at all (gateway.delivery.outbox).
+        return enqueue_publication(
+            session,
+            ctx.settings.delivery,
+            study_fk=study.id,
+            # The DICOMweb Endpoint is built when read, never stored; a receiver needs it all the same.
+            # Stored links are relative; a pushed copy gets absolute ones, unsigned, since it outlives
+            # any short-lived signature (gateway.fhir.links).
+            resources=[*(resolve(r, Links(base_url(ctx.settings))) for r in current_bodies), endpoint],
+            base_url=f"{base_url(ctx.settings)}/fhir",
+        )
+
     try:
-        with ctx.sessions.begin() as session:
-            summary = save_resources(session, resources, study_fk=study.id)
-            # Outgoing messages commit with the publication, or not at all (gateway.delivery.outbox).
-            queued = enqueue_publication(
-                session,
-                ctx.settings.delivery,
-                study_fk=study.id,
-                # The DICOMweb Endpoint is built when read, never stored; a receiver needs it all the same.
-                # Stored links are relative; a pushed copy gets absolute ones, unsigned, since it outlives
-                # any short-lived signature (gateway.fhir.links).
-                resources=[
-                    *(resolve(r, Links(base_url(ctx.settings))) for r in stored(session, summary)),
-                    dicomweb_endpoint(base_url(ctx.settings), ctx.settings.fhir.version),
-                ],
-                base_url=f"{base_url(ctx.settings)}/fhir",
-            )
+        # Planned outside, staged in small commits, switched in short ones (publish_write).
+        summary, queued = save_publication(ctx.sessions, resources, study_fk=study.id, enqueue=enqueue)
     except IntegrityError as exc:  # another publisher of the same study won the race; try again
         raise StageError(f"concurrent publication of {study.study_instance_uid}") from exc
     report = [k for k in summary.versions if k.startswith("DiagnosticReport/")]
