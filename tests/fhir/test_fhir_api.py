@@ -209,7 +209,6 @@ def test_rendered_image(client: TestClient) -> None:
     assert client.get(f"/images/{STUDY_UID}.2.5.png?size=huge", headers=AUTH).status_code == 400
 
 
-
 def test_rendered_image_honours_the_pixel_limit_setting(published: dict[str, Any], tmp_path: Any) -> None:
     import numpy as np
     import pydicom

@@ -241,9 +241,7 @@ def save_publication(
     return the_plan.summary, queued
 
 
-def _switch_back(
-    sessions: _Paced, switched: list[Planned], new_ids: dict[tuple[str, str], int]
-) -> None:
+def _switch_back(sessions: _Paced, switched: list[Planned], new_ids: dict[tuple[str, str], int]) -> None:
     fr = _table(FhirResource)
     try:
         for part in _chunks(switched, STAGE_ROWS):
