@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from gateway.dicom.attributes import InstanceAttributes
 from gateway.index.models import Study
 from gateway.index.repo import record_instance
 from gateway.settings import Settings
+
+# test_publish_short_transactions stores over DICOM with the SCU helper of tests/dicom/test_index_busy.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dicom"))
 
 
 @pytest.fixture

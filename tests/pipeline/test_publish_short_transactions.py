@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from pydicom.dataset import Dataset
 from sqlalchemy import func, select
+from test_index_busy import store
 
 from gateway.index.models import FhirIdentifier, FhirResource, Study
 from gateway.pipeline import jobs
 from gateway.pipeline.stages.publish_write import save_publication
-from tests.dicom.test_index_busy import store
 
 FINDINGS = 20_000
 
