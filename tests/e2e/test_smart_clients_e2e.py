@@ -1,8 +1,8 @@
-"""Three independent FHIR clients, against a real ``gateway serve`` that received the sample study from DCMTK's
-storescu, each authenticated with a SMART Backend Services token obtained with a private key: fhirpy (search
-with ``_include``, ``count()``, paging, read, vread, history), SMART's ``fhirclient`` (the same, parsed
-strictly as R4 4.0.1) and fhir-kit-client on Node (``tests/node/fhir_kit_client.mjs``, which signs its own
-client assertion with RS384 and with ES384).
+"""Three independent FHIR clients, against a real ``gateway serve`` that received the sample study from
+DCMTK's storescu, each authenticated with a SMART Backend Services token obtained with a private key:
+fhirpy (search with ``_include``, ``count()``, paging, read, vread, history), SMART's ``fhirclient``
+(the same, parsed strictly as R4 4.0.1) and fhir-kit-client on Node (``tests/node/fhir_kit_client.mjs``,
+which signs its own client assertion with RS384 and with ES384).
 
 ``tests/auth/test_clients_with_smart.py`` runs the same clients against the FHIR routes alone, over a seeded
 index; this test shows the whole service (SCP, pipeline, HTTP) answering them.
