@@ -20,9 +20,20 @@ PageSource = Literal["text-layer", "ocr", "sr"]
 Unit = Literal["pt", "px", "none"]
 
 
+class EngineModel(BaseModel):
+    """One model file an engine ran: its role, name, where it came from and its digest (for Provenance)."""
+
+    role: str
+    name: str
+    file: str
+    package: str
+    sha256: str
+
+
 class Engine(BaseModel):
     name: str
     version: str
+    models: list[EngineModel] = Field(default_factory=list)
 
 
 class Line(BaseModel):
