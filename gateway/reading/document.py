@@ -108,6 +108,18 @@ class Figure(BaseModel):
     height: int
 
 
+class Correction(BaseModel):
+    """A change made to recognised text after OCR: what was read, what it became, and why."""
+
+    page: int = Field(ge=1)
+    #: the corrected line's box, in the pixels of the image OCR read
+    bbox: BBox
+    original: str
+    corrected: str
+    kind: Literal["unit", "punctuation", "lexicon"]
+    reason: str
+
+
 class Document(BaseModel):
     schema_version: str = SCHEMA_VERSION
     source_kind: SourceKind
@@ -116,6 +128,8 @@ class Document(BaseModel):
     pages: list[Page] = Field(default_factory=list)
     paragraphs: list[Paragraph] = Field(default_factory=list)
     figures: list[Figure] = Field(default_factory=list)
+    #: every change made to OCR text after recognition (units, punctuation, lexicon terms); none is silent
+    corrections: list[Correction] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
 
     @property

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gateway.errors import GatewayError, ReadError
+from gateway.reading.correction import correct_line
 from gateway.reading.document import (
     AlternateReading,
     Block,
+    Correction,
     Document,
     Engine,
     EngineModel,
@@ -62,6 +64,7 @@ class _Context:
     deadline: float
     warnings: list[str] = field(default_factory=list)
     used_ocr: bool = False
+    corrections: list[Correction] = field(default_factory=list)
     refs: RefBudget = field(default_factory=RefBudget)
 
     def ocr(self) -> OcrEngine:
@@ -153,10 +156,24 @@ def _ocr_page(image: Image, number: int, ctx: _Context) -> tuple[PageText, Image
     ocr_input, suppressed = without_marks(prepared) if ctx.settings.suppress_marks else (prepared, False)
     if suppressed:
         ctx.warnings.append(f"page {number}: coloured pen or stamp ink was whitened before recognition")
-    lines = [
-        Line(text=ln.text, bbox=(ln.bbox[0], ln.bbox[1], ln.bbox[2], ln.bbox[3]), confidence=ln.confidence)
-        for ln in engine.read(ocr_input)
-    ]
+    lines: list[Line] = []
+    for ln in engine.read(ocr_input):
+        bbox = (ln.bbox[0], ln.bbox[1], ln.bbox[2], ln.bbox[3])
+        text = ln.text
+        if ctx.settings.correct:
+            text, changes = correct_line(text, ln.confidence, ctx.settings.correct_below)
+            ctx.corrections.extend(
+                Correction(
+                    page=number,
+                    bbox=bbox,
+                    original=c.original,
+                    corrected=c.corrected,
+                    kind=c.kind,
+                    reason=c.reason,
+                )
+                for c in changes
+            )
+        lines.append(Line(text=text, bbox=bbox, confidence=ln.confidence))
     h, w = prepared.shape[:2]
     page = PageText(number=number, width=float(w), height=float(h), unit="px", source="ocr", lines=lines)
     return page, prepared
@@ -386,6 +403,7 @@ def _finish(
         pages=pages,
         paragraphs=paragraphs,
         figures=figures,
+        corrections=ctx.corrections,
         warnings=ctx.warnings,
     )
     return ReadResult(document=document, figure_images=images)

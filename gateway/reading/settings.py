@@ -50,6 +50,13 @@ class ReadingSettings(BaseModel):
     rec_batch_size: int = Field(default=16, ge=1)
     min_confidence: float = Field(default=0.5, ge=0, le=1, description="OCR lines below are dropped")
     use_direction: bool = Field(default=True, description="run the 0/180 direction model on crops")
+    correct: bool = Field(
+        default=True,
+        description="normalise units and punctuation of OCR text; restore terms of mappings/lexicon.yaml",
+    )
+    correct_below: float = Field(
+        default=0.9, ge=0, le=1, description="lexicon corrections only on OCR lines below this confidence"
+    )
     suppress_marks: bool = Field(
         default=True,
         description="whiten coloured pen and stamp ink before recognition (a coloured letterhead goes too)",
