@@ -187,18 +187,21 @@ def colour_ink_share(image: Image) -> float:
 def suppress_colour_ink(image: Image) -> Image:
     """Whiten coloured ink (blue or red pen, a red seal) and keep black print, also where the two overlap.
 
-    Print under a stamp stays dark in every channel, so each pixel's brightest channel is kept: coloured ink
-    is bright in its own channel and turns into paper, black print stays black. A blue pen dark enough to
-    look black is not told apart from print (see docs/reading.md).
+    Print under a stamp stays dark and grey (multiplying black by red leaves black), while ink alone is
+    saturated: saturated pixels become paper and grey ones keep their value. A pen dark enough to look
+    black is not told apart from print (see docs/reading.md).
     """
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
-    brightest = image.max(axis=2)
     sat = hsv[:, :, 1].astype(np.float32) / 255.0
-    # Blend by saturation so faint anti-aliased ink edges fade too; grey pixels are untouched.
+    # Blend by saturation so faint anti-aliased ink edges fade too; grey pixels are untouched. Ink is made
+    # paper, not a light grey: the recognisers read faint grey text too.
     weight = np.clip((sat - 0.15) / 0.25, 0.0, 1.0)
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    lifted = np.clip(brightest.astype(np.float32) * 1.15 + 20, 0, 255)
-    value = gray * (1 - weight) + lifted * weight
+    value = gray * (1 - weight) + 255.0 * weight
+    # The faint rim of a stroke is barely coloured but still outlines the letters of a pen note: next to
+    # ink, anything lighter than print is paper too.
+    near = cv2.dilate((weight > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    value[near & (gray > 140)] = 255.0
     out = np.repeat(np.clip(value, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
     return np.ascontiguousarray(out, dtype=np.uint8)
 
