@@ -560,6 +560,8 @@ class Score:
     pages: int = 0
     seconds: float = 0.0
     layout: bool = True
+    cell_ok: int = 0
+    cell_n: int = 0
 
     def row(self) -> dict[str, Any]:
         p = self.tp_b / self.n_pred_b if self.n_pred_b else 0.0
@@ -571,6 +573,7 @@ class Score:
             "ref_precision": self.ref_tp / self.ref_pred if self.ref_pred else 0.0,
             "ref_recall": self.ref_tp / self.ref_true if self.ref_true else 0.0,
             "pages_per_s": self.pages / self.seconds if self.seconds else 0.0,
+            "table_cells": self.cell_ok / self.cell_n if self.cell_n else None,
         }
 
 
@@ -613,10 +616,27 @@ def score_page(score: Score, truth: TruthPage, paras: list[tuple[str, str | None
     score.ref_true += sum(true.values())
 
 
+def score_table(score: Score, truth: TruthPage, page: Any) -> None:
+    """Cells of the truth table found at the same row and column of a ``table`` block on the page."""
+    if not truth.table:
+        return
+    got = [
+        [compact(c.text) if c else "" for c in row]
+        for block in page.blocks
+        if block.kind == "table"
+        for row in block.rows
+    ]
+    for i, row in enumerate(truth.table):
+        for j, cell in enumerate(row):
+            score.cell_n += 1
+            score.cell_ok += i < len(got) and j < len(got[i]) and got[i][j] == compact(cell)
+
+
 def score_document(score: Score, truths: list[TruthPage], doc: Document) -> None:
     for number, truth in enumerate(truths, start=1):
         paras = [(p.text, p.section) for p in doc.paragraphs if p.page == number]
         score_page(score, truth, paras)
+        score_table(score, truth, next(p for p in doc.pages if p.number == number))
     score.pages += len(truths)
 
 
@@ -730,11 +750,12 @@ def main(argv: list[str] | None = None) -> int:
         return "   n/a" if v is None else f"{v:6.3f}" if isinstance(v, float) else str(v)
 
     print(f"{args.pages} pages per kind and seed, seeds {','.join(map(str, seeds))}")
-    heads = ("CER", "paraF1", "sect", "refP", "refR", "pages/s")
+    heads = ("CER", "paraF1", "sect", "refP", "refR", "pages/s", "cells")
     print(f"| {'input':34} | {'reader':24} | " + " | ".join(f"{h:>7}" for h in heads) + " |")
     for label, reader, r in rows:
         cer = f"{100 * r['cer']:5.2f}%"
-        vals = [fmt(r[k]) for k in ("para_f1", "section_acc", "ref_precision", "ref_recall", "pages_per_s")]
+        keys = ("para_f1", "section_acc", "ref_precision", "ref_recall", "pages_per_s", "table_cells")
+        vals = [fmt(r[k]) for k in keys]
         print(f"| {label:34} | {reader:24} | {cer:>7} | " + " | ".join(f"{v:>7}" for v in vals) + " |")
     if args.json:
         args.json.write_text(json.dumps([{"input": a, "reader": b, **c} for a, b, c in rows], indent=2))

@@ -46,9 +46,19 @@ class Line(BaseModel):
     role: Literal["body", "header", "footer", "figure"] = "body"
 
 
+class TableCell(BaseModel):
+    text: str
+    bbox: BBox
+
+
 class Block(BaseModel):
+    """Lines read together. A ``table`` block also gives its cells row by row (``rows``), column-aligned."""
+
+    kind: Literal["text", "table"] = "text"
     bbox: BBox
     lines: list[Line]
+    #: for a table: each row's cells, left to right; an empty cell is ``None``
+    rows: list[list[TableCell | None]] = Field(default_factory=list)
 
 
 class AlternateReading(BaseModel):
