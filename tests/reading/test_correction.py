@@ -75,15 +75,19 @@ def test_correct_rare_words_are_not_corrected(correct: str) -> None:
         ("ＣＴ值４５", "CT值45"),
         ("大小约8mm,边界清楚", "大小约8mm，边界清楚"),
         ("pleural effusion，small", "pleural effusion,small"),
+        ("见图1 及S e 3 I m 4 5。", "见图1 及Se3Im45。"),
     ],
 )
 def test_units_and_punctuation_are_normalised(read: str, meant: str) -> None:
     text, changes = normalise(read)
     assert text == meant
-    assert changes and all(c.kind in ("unit", "punctuation") and c.reason for c in changes)
+    assert changes and all(c.kind in ("unit", "punctuation", "spacing") and c.reason for c in changes)
 
 
-@pytest.mark.parametrize("same", ["Se 3 Im 45", "(7:50)", "IMG 12", "Box 3", "series 4, image 112", "x-ray"])
+@pytest.mark.parametrize(
+    "same",
+    ["Se 3 Im 45", "(7:50)", "IMG 12", "Box 3", "series 4, image 112", "x-ray", "T1 T2 a b c", "a b c"],
+)
 def test_normalising_leaves_other_text_alone(same: str) -> None:
     assert normalise(same) == (same, [])
 
