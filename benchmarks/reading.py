@@ -257,8 +257,10 @@ def make_page(doc: Any, rng: random.Random, index: int, total: int, style: Style
 def build(pages: int, seed: int, styles: list[Style] | None = None) -> tuple[bytes, list[TruthPage]]:
     rng = random.Random(seed)
     doc = pymupdf.open()
+    # Pages alternate Chinese and English: a style holds for a pair, so every font prints Chinese too.
     truths = [
-        make_page(doc, rng, i, pages, styles[i % len(styles)] if styles else Style()) for i in range(pages)
+        make_page(doc, rng, i, pages, styles[(i // 2) % len(styles)] if styles else Style())
+        for i in range(pages)
     ]
     doc.subset_fonts()
     return doc.tobytes(garbage=3, deflate=True), truths

@@ -1,7 +1,8 @@
 """Correcting OCR lines after recognition: units, punctuation, radiology terms (``mappings/lexicon.yaml``).
 
-Four kinds of change, each returned as a :class:`Change` so that the reader records it in the document:
+Five kinds of change, each returned as a :class:`Change` so that the reader records it in the document:
 
+- ``character``: a 1 or 0 inside a lower-case word is the letter l or o (``Mi1d``, ``1obe``, ``smal1``).
 - ``spacing``: four or more single letters or digits separated by single spaces are one word
   (``S e 3 I m 4 5`` -> ``Se3Im45``): a recogniser that spaced out every character read them.
 - ``unit``: a unit glued to a number is written the UCUM way (``8MM`` -> ``8mm``, ``㎝`` -> ``cm``), a
@@ -27,7 +28,7 @@ from typing import Literal
 
 from gateway.reading.mappings import LexiconMapping, lexicon_mapping
 
-ChangeKind = Literal["unit", "punctuation", "spacing", "lexicon"]
+ChangeKind = Literal["unit", "punctuation", "spacing", "character", "lexicon"]
 
 
 @dataclass(frozen=True)
@@ -110,9 +111,26 @@ def _sub(
 _SPACED = re.compile(r"(?<![A-Za-z0-9])(?:[A-Za-z0-9] ){3,}[A-Za-z0-9](?![A-Za-z0-9])")
 
 
+# A digit 1 or 0 read for the letter l or o inside a lower-case word: between two lower-case letters
+# ("Mi1d"), or starting or ending a run of three or more ("1obe", "1ikely", "smal1"). "1mm", "T1", "S1",
+# "I-131" and "10cm" are not such words.
+_DIGIT_IN_WORD = re.compile(
+    r"(?<=[a-z])[01](?=[a-z])|(?<![A-Za-z0-9])1(?=[a-z]{3,}(?![A-Za-z0-9]))|(?<=[a-z]{3})1(?![A-Za-z0-9])"
+)
+
+
 def normalise(text: str) -> tuple[str, list[Change]]:
     """Spacing, units and punctuation, on any OCR line whatever its confidence."""
     changes: list[Change] = []
+
+    def letter(m: re.Match[str]) -> str:
+        new = "l" if m.group(0) == "1" else "o"
+        changes.append(
+            Change(m.group(0), new, "character", "a digit read inside a word is the letter it looks like")
+        )
+        return new
+
+    text = _DIGIT_IN_WORD.sub(letter, text)
 
     def spaced(m: re.Match[str]) -> str:
         new = m.group(0).replace(" ", "")

@@ -126,7 +126,7 @@ class Correction(BaseModel):
     bbox: BBox
     original: str
     corrected: str
-    kind: Literal["unit", "punctuation", "spacing", "lexicon"]
+    kind: Literal["unit", "punctuation", "spacing", "character", "lexicon"]
     reason: str
 
 

@@ -27,7 +27,7 @@ def fixed(text: str, confidence: float = LOW) -> str:
         ("右肺上叶尖段见一磨玻漓结节", "右肺上叶尖段见一磨玻璃结节"),
         ("纵隔内未见明显肿大淋巴培", "纵隔内未见明显肿大淋巴结"),
         ("A small pleural efusion", "A small pleural effusion"),
-        ("a spicu1ated nodule", "a spiculated nodule"),
+        ("a spicualted nodule", "a spiculated nodule"),
         ("MEDIASTINAI nodes", "MEDIASTINAL nodes"),
         ("Consolidatoin of the lingula", "Consolidation of the lingula"),
     ],
@@ -76,12 +76,16 @@ def test_correct_rare_words_are_not_corrected(correct: str) -> None:
         ("大小约8mm,边界清楚", "大小约8mm，边界清楚"),
         ("pleural effusion，small", "pleural effusion,small"),
         ("见图1 及S e 3 I m 4 5。", "见图1 及Se3Im45。"),
+        ("right upper 1obe. Mi1d changes", "right upper lobe. Mild changes"),
+        ("A smal1 lesion 1ikely a cyst", "A small lesion likely a cyst"),
+        ("n0dule", "nodule"),
     ],
 )
 def test_units_and_punctuation_are_normalised(read: str, meant: str) -> None:
     text, changes = normalise(read)
     assert text == meant
-    assert changes and all(c.kind in ("unit", "punctuation", "spacing") and c.reason for c in changes)
+    assert changes and all(c.reason for c in changes)
+    assert {c.kind for c in changes} <= {"unit", "punctuation", "spacing", "character"}
 
 
 @pytest.mark.parametrize(
