@@ -779,6 +779,9 @@ def main(argv: list[str] | None = None) -> int:
             for reader, ocr in direct.items():
                 merge(scores.setdefault((label, reader), Score()), run_direct(frames, truths, ocr))
             print(f"seed {seed}: {label} done", file=sys.stderr, flush=True)
+            if args.json:  # after each kind, so a long run that is stopped still leaves its figures
+                partial = [{"input": k[0], "reader": k[1], **v.row()} for k, v in scores.items()]
+                args.json.write_text(json.dumps(partial, indent=2))
     rows = [(label, reader, score.row()) for (label, reader), score in scores.items()]
 
     def fmt(v: Any) -> str:
