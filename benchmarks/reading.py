@@ -29,6 +29,7 @@ A script, not a test: it prints a table and exits 0.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import io
 import json
@@ -702,21 +703,9 @@ def run_pipeline(
 
 
 def merge(total: Score, part: Score) -> None:
-    for name in (
-        "chars",
-        "errors",
-        "tp_b",
-        "n_pred_b",
-        "n_true_b",
-        "sec_ok",
-        "sec_n",
-        "ref_tp",
-        "ref_pred",
-        "ref_true",
-        "pages",
-        "seconds",
-    ):
-        setattr(total, name, getattr(total, name) + getattr(part, name))
+    for f in dataclasses.fields(Score):
+        if f.name != "layout":
+            setattr(total, f.name, getattr(total, f.name) + getattr(part, f.name))
     total.layout = part.layout
 
 
