@@ -517,24 +517,50 @@ def fax(img: np.ndarray, rng: random.Random) -> np.ndarray:
     return np.repeat(binary[:, :, None], 3, axis=2)
 
 
-def page_kinds(pages: int, seed: int) -> list[tuple[str, bytes, list[TruthPage], list[np.ndarray]]]:
-    """Each kind: its label, the PDF it was printed from, the ground truth, and the page images."""
+KINDS = (
+    "clean scan 300dpi",
+    "degraded scan 150dpi",
+    "fax 150dpi binarised",
+    "phone photo",
+    "pen marks",
+    "red seals",
+    "fonts (Song/Kai/Hei/Ming/bold/7pt)",
+    "ruled table",
+)
+
+
+def page_kinds(
+    pages: int, seed: int, wanted: list[str] | None = None
+) -> list[tuple[str, bytes, list[TruthPage], list[np.ndarray]]]:
+    """Each kind: its label, the PDF it was printed from, the ground truth, and the page images.
+
+    Only the ``wanted`` kinds (label prefixes) are generated. The degradations draw from one random
+    sequence in the order of :data:`KINDS`, so leaving out a scanned kind changes the draws of the scanned
+    kinds after it; the font and table pages draw nothing and are always the same.
+    """
+    chosen = [k for k in KINDS if not wanted or any(k.startswith(w) for w in wanted)]
     kinds = []
     pdf, truths = build(pages, seed)
     rng = random.Random(seed + 1)
-    clean = render(pdf, 300)
-    kinds.append(("clean scan 300dpi", pdf, truths, clean))
-    kinds.append(("degraded scan 150dpi", pdf, truths, [degrade(f, rng) for f in render(pdf, 150)]))
-    kinds.append(("fax 150dpi binarised", pdf, truths, [fax(f, rng) for f in render(pdf, 150)]))
-    kinds.append(("phone photo", pdf, truths, [photo(f, rng) for f in render(pdf, 200)]))
-    kinds.append(("pen marks", pdf, truths, [pen_marks(f, rng) for f in clean]))
-    kinds.append(("red seals", pdf, truths, [seal(f, rng) for f in clean]))
-    fpdf, ftruths = build(
-        pages, seed + 2, FONT_STYLES[seed % len(FONT_STYLES) :] + FONT_STYLES[: seed % len(FONT_STYLES)]
-    )
-    kinds.append(("fonts (Song/Kai/Hei/Ming/bold/7pt)", fpdf, ftruths, render(fpdf, 300)))
-    tpdf, ttruths = build(pages, seed + 3, TABLE_STYLES)
-    kinds.append(("ruled table", tpdf, ttruths, render(tpdf, 300)))
+    scanned = [k for k in KINDS[:6] if k in chosen]
+    clean = render(pdf, 300) if scanned else []
+    makers = {
+        "clean scan 300dpi": lambda: clean,
+        "degraded scan 150dpi": lambda: [degrade(f, rng) for f in render(pdf, 150)],
+        "fax 150dpi binarised": lambda: [fax(f, rng) for f in render(pdf, 150)],
+        "phone photo": lambda: [photo(f, rng) for f in render(pdf, 200)],
+        "pen marks": lambda: [pen_marks(f, rng) for f in clean],
+        "red seals": lambda: [seal(f, rng) for f in clean],
+    }
+    for label in scanned:
+        kinds.append((label, pdf, truths, makers[label]()))
+    if KINDS[6] in chosen:
+        rot = seed % len(FONT_STYLES)
+        fpdf, ftruths = build(pages, seed + 2, FONT_STYLES[rot:] + FONT_STYLES[:rot])
+        kinds.append((KINDS[6], fpdf, ftruths, render(fpdf, 300)))
+    if KINDS[7] in chosen:
+        tpdf, ttruths = build(pages, seed + 3, TABLE_STYLES)
+        kinds.append((KINDS[7], tpdf, ttruths, render(tpdf, 300)))
     return kinds
 
 
@@ -750,9 +776,7 @@ def main(argv: list[str] | None = None) -> int:
     scores: dict[tuple[str, str], Score] = {}
     seeds = [int(x) for x in args.seeds.split(",") if x]
     for seed in seeds:
-        for label, pdf, truths, frames in page_kinds(args.pages, seed):
-            if wanted and not any(label.startswith(k) for k in wanted):
-                continue
+        for label, pdf, truths, frames in page_kinds(args.pages, seed, wanted):
             if label.startswith("clean"):
                 base = ReadingSettings(ocr_threads=args.threads)
                 merge(
