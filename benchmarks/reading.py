@@ -567,7 +567,8 @@ def page_kinds(
 def tiff(frames: list[np.ndarray]) -> bytes:
     buf = io.BytesIO()
     images = [Image.fromarray(f) for f in frames]
-    images[0].save(buf, format="TIFF", save_all=True, append_images=images[1:])
+    # Lossless compression keeps a dozen 300 dpi pages under reading.max_input_bytes.
+    images[0].save(buf, format="TIFF", save_all=True, append_images=images[1:], compression="tiff_lzw")
     return buf.getvalue()
 
 
