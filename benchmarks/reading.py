@@ -1,13 +1,27 @@
-"""Reading benchmark: generated report pages with exact ground truth, scored engine by engine.
+"""Reading benchmark: generated report pages with exact ground truth, scored per page kind and engine.
 
 Pages are Chinese and English radiology reports (sections, figure references, two-column pages, running
-headers and footers, tables) drawn with the Debian Noto CJK fonts. Each page set is read three ways: as a
-text-layer PDF, as clean 300 dpi scans, and as degraded scans (150 dpi, rotation within ±3°, blur, noise,
-JPEG). Scores: CER (NFKC, whitespace removed), paragraph-boundary F1, section accuracy, figure-reference
-precision and recall, and pages per second, for our pipeline per engine and for a direct ``RapidOCR()(img)``
-call on the same images.
+headers and footers, tables) drawn with the Debian Noto CJK fonts. Each seed gives these page kinds:
 
-    .venv/bin/python benchmarks/reading.py --pages 4 [--engines rapidocr,tesseract] [--json out.json]
+- clean scan 300dpi, and the text-layer PDF it was printed from;
+- degraded scan 150dpi: rotation within ±3°, blur, noise, JPEG 60;
+- fax 150dpi binarised: skew within ±1.5°, a slight stretch, a fixed threshold, speckle, streaks;
+- phone photo: the page on a desk seen by a camera tilted 8–25° (plus yaw and roll), uneven light, a soft
+  shadow, moiré, noise, JPEG 85;
+- pen marks: ticks, circles round words, a signature and a note in the margin (Kai font) in blue or red;
+- red seals: one or two round department seals stamped over the text, unevenly inked;
+- fonts: Song (Noto Serif CJK), Kai (AR PL UKai), Hei (WenQuanYi Zen Hei), Ming (AR PL UMing), bold body,
+  7 pt small print; one per page, rotating with the seed;
+- ruled table: a measurements table with its grid on every page.
+
+Scores: CER (NFKC, whitespace removed), paragraph-boundary F1, section accuracy, figure-reference precision
+and recall, pages per second, and for tables the share of truth cells found at their row and column of a
+``table`` block. Readers: our pipeline per engine (``rapidocr:<model set>``, ``tesseract``), and the
+libraries' own ``RapidOCR()(img)`` calls (rapidocr-onnxruntime PP-OCRv4, rapidocr 3 PP-OCRv6) on the same
+images, text only (their line order interleaves two columns, so their CER includes reading-order errors).
+
+    .venv/bin/python benchmarks/reading.py --pages 2 --seeds 7,8 [--engines rapidocr:ppocr-v6,tesseract]
+        [--kinds phone,pen] [--no-direct] [--json out.json]
 
 A script, not a test: it prints a table and exits 0.
 """
@@ -15,6 +29,7 @@ A script, not a test: it prints a table and exits 0.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import io
 import json
@@ -84,6 +99,7 @@ class TruthPara:
 class TruthPage:
     paragraphs: list[TruthPara] = field(default_factory=list)
     refs: list[tuple[Any, ...]] = field(default_factory=list)
+    table: list[list[str]] = field(default_factory=list)
 
 
 def _ref(rng: random.Random, zh: bool) -> tuple[str, tuple[Any, ...]]:
@@ -114,13 +130,26 @@ def _sentence(rng: random.Random, zh: bool, refs: list[tuple[Any, ...]]) -> str:
     return base + ("。" if zh else ".")
 
 
+@dataclass(frozen=True)
+class Style:
+    """How a page is printed: its fonts (regular, bold), body size, and a forced layout."""
+
+    name: str = "Noto Sans CJK"
+    regular: str = REGULAR
+    bold: str = BOLD
+    size: float = SIZE
+    layout: str | None = None  # "single" | "two-column" | "table"; None cycles through them
+    ruled: bool = False  # draw the table's grid
+
+
 class Writer:
-    def __init__(self, page: Any) -> None:
+    def __init__(self, page: Any, style: Style = Style()) -> None:
         self.page = page
-        self.font = pymupdf.Font(fontfile=REGULAR)
-        self.bold = pymupdf.Font(fontfile=BOLD)
-        page.insert_font(fontname="noto", fontfile=REGULAR)
-        page.insert_font(fontname="notob", fontfile=BOLD)
+        self.size = style.size
+        self.font = pymupdf.Font(fontfile=style.regular)
+        self.bold = pymupdf.Font(fontfile=style.bold)
+        page.insert_font(fontname="noto", fontfile=style.regular)
+        page.insert_font(fontname="notob", fontfile=style.bold)
 
     def wrap(self, text: str, width: float, size: float, bold: bool = False) -> list[str]:
         font = self.bold if bold else self.font
@@ -136,21 +165,24 @@ class Writer:
             lines.append(current.rstrip())
         return lines
 
-    def text(self, x: float, y: float, text: str, size: float = SIZE, bold: bool = False) -> None:
-        self.page.insert_text((x, y), text, fontname="notob" if bold else "noto", fontsize=size)
+    def text(self, x: float, y: float, text: str, size: float | None = None, bold: bool = False) -> None:
+        self.page.insert_text((x, y), text, fontname="notob" if bold else "noto", fontsize=size or self.size)
 
-    def paragraph(self, text: str, x0: float, x1: float, y: float, size: float = SIZE) -> float:
+    def paragraph(self, text: str, x0: float, x1: float, y: float, size: float | None = None) -> float:
+        size = size or self.size
         for line in self.wrap(text, x1 - x0, size):
             self.text(x0, y, line, size)
             y += size * 1.6
         return y + size * 1.0
 
 
-def make_page(doc: Any, rng: random.Random, index: int, total: int) -> TruthPage:
+def make_page(doc: Any, rng: random.Random, index: int, total: int, style: Style = Style()) -> TruthPage:
     page = doc.new_page(width=W, height=H)
-    w = Writer(page)
+    w = Writer(page, style)
     zh = index % 2 == 0
-    layout = ["single", "two-column", "table"][index % 3]
+    layout = style.layout or ["single", "two-column", "table"][index % 3]
+    size = style.size
+    lead = size * 1.6
     truth = TruthPage()
     w.text(50, 36, "XX市第一人民医院 医学影像科 GENERAL HOSPITAL RADIOLOGY", 9)
     w.text(270, 815, f"第 {index + 1} 页 共 {total} 页" if zh else f"Page {index + 1} of {total}", 9)
@@ -162,7 +194,7 @@ def make_page(doc: Any, rng: random.Random, index: int, total: int) -> TruthPage
     for x, cell in zip((50, 240, 420), cells, strict=True):
         w.text(x, y, cell)
     truth.paragraphs.append(TruthPara(" ".join(cells), None))
-    y += LEAD * 2
+    y += lead * 2
     sections = ZH_SECTIONS if zh else EN_SECTIONS
     blocks: list[tuple[str, str, list[str]]] = []
     for heading, key in sections:
@@ -180,17 +212,17 @@ def make_page(doc: Any, rng: random.Random, index: int, total: int) -> TruthPage
             x0, x1 = (50.0, 287.0) if column == 0 else (308.0, 545.0)
             y = top
             for heading, key, paras in chunk:
-                w.text(x0, y, heading, SIZE, bold=True)
+                w.text(x0, y, heading, size, bold=True)
                 truth.paragraphs.append(TruthPara(heading, key))
-                y += LEAD * 1.5
+                y += lead * 1.5
                 for para in paras:
                     y = w.paragraph(para, x0, x1, y)
                     truth.paragraphs.append(TruthPara(para, key))
         return truth
     for heading, key, paras in blocks:
-        w.text(50, y, heading, SIZE, bold=True)
+        w.text(50, y, heading, size, bold=True)
         truth.paragraphs.append(TruthPara(heading, key))
-        y += LEAD * 1.5
+        y += lead * 1.5
         for para in paras:
             y = w.paragraph(para, 50, 545, y)
             truth.paragraphs.append(TruthPara(para, key))
@@ -204,19 +236,33 @@ def make_page(doc: Any, rng: random.Random, index: int, total: int) -> TruthPage
                 ]
                 for _ in range(3)
             ]
+            top = y - lead
             for row in rows:
                 for x, cell in zip((70, 250, 420), row, strict=True):
                     w.text(x, y, cell)
                 truth.paragraphs.append(TruthPara(" ".join(row), key))
-                y += LEAD * 1.4
-            y += LEAD * 0.6
+                truth.table.append(row)
+                y += lead * 1.4
+            if style.ruled:
+                bottom = y - lead
+                xs = (60.0, 240.0, 410.0, 540.0)
+                for k in range(len(rows) + 1):
+                    yy = top + k * lead * 1.4 + lead * 0.35
+                    page.draw_line((xs[0], yy), (xs[-1], yy), width=0.8)
+                for xx in xs:
+                    page.draw_line((xx, top + lead * 0.35), (xx, bottom + lead * 0.35), width=0.8)
+            y += lead * 0.6
     return truth
 
 
-def build(pages: int, seed: int) -> tuple[bytes, list[TruthPage]]:
+def build(pages: int, seed: int, styles: list[Style] | None = None) -> tuple[bytes, list[TruthPage]]:
     rng = random.Random(seed)
     doc = pymupdf.open()
-    truths = [make_page(doc, rng, i, pages) for i in range(pages)]
+    # Pages alternate Chinese and English: a style holds for a pair, so every font prints Chinese too.
+    truths = [
+        make_page(doc, rng, i, pages, styles[(i // 2) % len(styles)] if styles else Style())
+        for i in range(pages)
+    ]
     doc.subset_fonts()
     return doc.tobytes(garbage=3, deflate=True), truths
 
@@ -241,10 +287,288 @@ def degrade(img: np.ndarray, rng: random.Random) -> np.ndarray:
     return cv2.imdecode(jpg, cv2.IMREAD_UNCHANGED)
 
 
+SERIF = "/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc"
+SERIF_BOLD = "/usr/share/fonts/opentype/noto/NotoSerifCJK-Bold.ttc"
+KAI = "/usr/share/fonts/truetype/arphic/ukai.ttc"
+MING = "/usr/share/fonts/truetype/arphic/uming.ttc"
+HEI = "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"
+FONT_STYLES = [
+    Style("Song (Noto Serif CJK)", SERIF, SERIF_BOLD),
+    Style("Kai (AR PL UKai)", KAI, KAI),
+    Style("Hei (WenQuanYi Zen Hei)", HEI, HEI),
+    Style("Ming (AR PL UMing)", MING, MING),
+    Style("bold body (Noto Sans CJK Bold)", BOLD, BOLD),
+    Style("7 pt small print", REGULAR, BOLD, size=7.0),
+]
+TABLE_STYLES = [Style("ruled measurements table", layout="table", ruled=True)]
+
+
+def _np_rng(rng: random.Random) -> np.random.Generator:
+    return np.random.default_rng(rng.randint(0, 1 << 30))
+
+
+def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    _, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(jpg, cv2.IMREAD_UNCHANGED)
+
+
+def photo(img: np.ndarray, rng: random.Random) -> np.ndarray:
+    """A phone photo of the printed page: tilted up to 25° (a camera rotation, not a shear), on a desk,
+    with uneven light, a shadow, moiré, sensor noise and JPEG."""
+    nrng = _np_rng(rng)
+    h, w = img.shape[:2]
+    pad = int(0.12 * max(h, w))
+    ch, cw = h + 2 * pad, w + 2 * pad
+    desk = np.empty((ch, cw, 3), np.float32)
+    desk[:] = (rng.uniform(60, 120), rng.uniform(50, 100), rng.uniform(40, 80))
+    desk += nrng.normal(0, 6, desk.shape)
+    tilt = np.radians(rng.uniform(8, 25)) * rng.choice([-1, 1])
+    yaw = np.radians(rng.uniform(-8, 8))
+    roll = np.radians(rng.uniform(-6, 6))
+    f = 1.3 * max(h, w)
+    rx = np.array([[1, 0, 0], [0, np.cos(tilt), -np.sin(tilt)], [0, np.sin(tilt), np.cos(tilt)]])
+    ry = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
+    rz = np.array([[np.cos(roll), -np.sin(roll), 0], [np.sin(roll), np.cos(roll), 0], [0, 0, 1]])
+    k = np.array([[f, 0, cw / 2], [0, f, ch / 2], [0, 0, 1]])
+    shift = np.array([[1, 0, pad - cw / 2], [0, 1, pad - ch / 2], [0, 0, 1]])
+    # page plane at depth f, centred on the optical axis, rotated, projected
+    hom = k @ (rz @ ry @ rx) @ np.array([[1, 0, 0], [0, 1, 0], [0, 0, f]]) @ np.linalg.inv(k) @ shift
+    corners = cv2.perspectiveTransform(np.array([[[0, 0], [w, 0], [w, h], [0, h]]], np.float32), hom)[0]
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    fit = min((cw - 2 * pad * 0.3) / (hi[0] - lo[0]), (ch - 2 * pad * 0.3) / (hi[1] - lo[1]))
+    place = np.array(
+        [
+            [fit, 0, cw / 2 - fit * (lo[0] + hi[0]) / 2],
+            [0, fit, ch / 2 - fit * (lo[1] + hi[1]) / 2],
+            [0, 0, 1],
+        ]
+    )
+    hom = place @ hom
+    page = cv2.warpPerspective(img, hom, (cw, ch), flags=cv2.INTER_LINEAR).astype(np.float32)
+    mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), hom, (cw, ch)) > 127
+    out = np.where(mask[:, :, None], page, desk)
+    yy, xx = np.mgrid[0:ch, 0:cw].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = np.cos(angle) * xx / cw + np.sin(angle) * yy / ch
+    ramp = (ramp - ramp.min()) / max(1e-6, float(np.ptp(ramp)))
+    light = 1.0 - rng.uniform(0.25, 0.45) * ramp
+    cx, cy = rng.uniform(0.2, 0.8) * cw, rng.uniform(0.2, 0.8) * ch
+    light *= 1.0 - 0.15 * (((xx - cx) / cw) ** 2 + ((yy - cy) / ch) ** 2)
+    shadow = np.zeros((ch, cw), np.uint8)
+    x0 = int(rng.uniform(0.3, 0.7) * cw)
+    poly = np.array(
+        [
+            [x0, 0],
+            [x0 + int(0.25 * cw), 0],
+            [x0 + int(rng.uniform(0, 0.4) * cw), ch],
+            [x0 - int(0.1 * cw), ch],
+        ]
+    )
+    cv2.fillPoly(shadow, [poly], 255)
+    shadow_f = cv2.GaussianBlur(shadow.astype(np.float32) / 255, (0, 0), 25)
+    light *= 1.0 - rng.uniform(0.2, 0.35) * shadow_f
+    out *= light[:, :, None]
+    period = rng.uniform(3.0, 6.0)
+    phi = rng.uniform(0, np.pi)
+    moire = np.sin(2 * np.pi * (xx * np.cos(phi) + yy * np.sin(phi)) / period) * np.sin(
+        2 * np.pi * xx / (period * 1.07)
+    )
+    out += 7 * moire[:, :, None]
+    out += nrng.normal(0, 4, out.shape)
+    return _jpeg(np.clip(out, 0, 255).astype(np.uint8), 85)
+
+
+PEN_BLUE = (30, 60, 170)
+PEN_RED = (190, 35, 40)
+SEAL_RED = (215, 40, 45)
+
+
+def _ink(
+    img: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], strength: float = 0.9
+) -> np.ndarray:
+    """Ink laid over print: multiply blend, so print under it stays dark."""
+    alpha = (mask.astype(np.float32) / 255.0 * strength)[:, :, None]
+    tint = np.array(colour, np.float32) / 255.0
+    out = img.astype(np.float32) * (1 - alpha + alpha * tint)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _text_mask(
+    shape: tuple[int, int], text: str, xy: tuple[int, int], size: int, angle: float, font: str
+) -> np.ndarray:
+    from PIL import ImageDraw, ImageFont
+
+    layer = Image.new("L", (shape[1], shape[0]), 0)
+    patch = Image.new("L", (size * (len(text) + 1), size * 2), 0)
+    ImageDraw.Draw(patch).text((size // 2, size // 3), text, fill=255, font=ImageFont.truetype(font, size))
+    patch = patch.rotate(angle, expand=True)
+    layer.paste(patch, xy, patch)
+    return np.asarray(layer)
+
+
+def _on_ink(img: np.ndarray, rng: random.Random) -> tuple[int, int]:
+    """A random point on the printed text: marks and seals land over it, not in the empty half."""
+    gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    ys, xs = np.nonzero(gray[::8, ::8] < 128)
+    i = rng.randrange(len(ys))
+    return int(xs[i] * 8), int(ys[i] * 8)
+
+
+def pen_marks(img: np.ndarray, rng: random.Random) -> np.ndarray:
+    """Ticks, circles round words, a signature and a pen note in the margin, in blue or red ballpoint."""
+    h, w = img.shape[:2]
+    nrng = _np_rng(rng)
+    mask = np.zeros((h, w), np.uint8)
+    t = max(3, w // 600)
+    for _ in range(rng.randint(3, 6)):  # ticks beside lines
+        x, y = _on_ink(img, rng)
+        s = int(w * 0.015)
+        cv2.polylines(
+            mask, [np.array([[x, y], [x + s, y + s], [x + 3 * s, y - 2 * s]])], False, 255, t, cv2.LINE_AA
+        )
+    for _ in range(rng.randint(1, 3)):  # circles round a word
+        cx, cy = _on_ink(img, rng)
+        cv2.ellipse(
+            mask,
+            (cx, cy),
+            (int(w * rng.uniform(0.05, 0.1)), int(h * 0.012)),
+            rng.uniform(-8, 8),
+            0,
+            rng.uniform(330, 360),
+            255,
+            t,
+            cv2.LINE_AA,
+        )
+    # a signature: a smooth random scribble near the bottom right
+    pts = []
+    x, y = 0.62 * w, 0.9 * h
+    for i in range(60):
+        x += w * 0.004
+        y = 0.9 * h + 0.012 * h * np.sin(i / 3.0 + nrng.normal(0, 0.3)) + nrng.normal(0, 2)
+        pts.append([int(x), int(y)])
+    cv2.polylines(mask, [np.array(pts)], False, 255, t, cv2.LINE_AA)
+    side = rng.choice([0.005, 0.9])
+    note = rng.choice(["复查", "已阅", "随访3月", "OK", "f/u", "请对比"])
+    mask = np.maximum(
+        mask,
+        _text_mask(
+            (h, w),
+            note,
+            (int(side * w), int(rng.uniform(0.3, 0.6) * h)),
+            int(w * 0.025),
+            rng.uniform(-20, 20),
+            KAI,
+        ),
+    )
+    return _ink(img, mask, rng.choice([PEN_BLUE, PEN_RED]))
+
+
+def seal(img: np.ndarray, rng: random.Random) -> np.ndarray:
+    """A red round seal (rings, a star, the department's name round the edge) stamped over the text."""
+    from PIL import ImageDraw, ImageFont
+
+    h, w = img.shape[:2]
+    out = img
+    for _ in range(rng.randint(1, 2)):
+        r = int(w * rng.uniform(0.08, 0.11))
+        cx, cy = _on_ink(img, rng)
+        layer = Image.new("L", (w, h), 0)
+        draw = ImageDraw.Draw(layer)
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=255, width=max(4, r // 18))
+        star = [
+            (
+                cx + r * 0.3 * np.cos(np.pi / 2 + k * 4 * np.pi / 5),
+                cy - r * 0.3 * np.sin(np.pi / 2 + k * 4 * np.pi / 5),
+            )
+            for k in range(5)
+        ]
+        draw.polygon(star, fill=255)
+        font = ImageFont.truetype(REGULAR, max(10, r // 5))
+        name = "第一人民医院影像科专用章"
+        for i, ch in enumerate(name):
+            theta = np.radians(200 + i * 140 / (len(name) - 1))
+            glyph = Image.new("L", (r // 4, r // 4), 0)
+            ImageDraw.Draw(glyph).text((0, 0), ch, fill=255, font=font)
+            glyph = glyph.rotate(-np.degrees(theta) - 90, expand=True)
+            gx, gy = cx + 0.72 * r * np.cos(theta), cy + 0.72 * r * np.sin(theta)
+            layer.paste(glyph, (int(gx - glyph.width / 2), int(gy - glyph.height / 2)), glyph)
+        mask = np.asarray(layer)
+        # stamp ink is uneven: some of it does not take
+        speckle = _np_rng(rng).random(mask.shape) > 0.15
+        out = _ink(out, (mask * speckle).astype(np.uint8), SEAL_RED, rng.uniform(0.7, 0.9))
+    return out
+
+
+def fax(img: np.ndarray, rng: random.Random) -> np.ndarray:
+    """A 150 dpi fax: slightly skewed and stretched, binarised, with speckle and a streak or two."""
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-1.5, 1.5), 1.0)
+    m[1] *= rng.uniform(0.98, 1.02)
+    out = cv2.warpAffine(img, m, (w, h), borderValue=(255, 255, 255))
+    gray = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
+    binary = np.where(gray < rng.uniform(150, 185), 0, 255).astype(np.uint8)
+    nrng = _np_rng(rng)
+    noise = nrng.random(binary.shape)
+    binary[noise < 0.002] = 0
+    binary[noise > 0.995] = 255
+    for _ in range(rng.randint(0, 2)):
+        y = rng.randint(0, h - 2)
+        binary[y : y + 1, :] = np.where(nrng.random(w) < 0.3, 0, binary[y, :])
+    return np.repeat(binary[:, :, None], 3, axis=2)
+
+
+KINDS = (
+    "clean scan 300dpi",
+    "degraded scan 150dpi",
+    "fax 150dpi binarised",
+    "phone photo",
+    "pen marks",
+    "red seals",
+    "fonts (Song/Kai/Hei/Ming/bold/7pt)",
+    "ruled table",
+)
+
+
+def page_kinds(
+    pages: int, seed: int, wanted: list[str] | None = None
+) -> list[tuple[str, bytes, list[TruthPage], list[np.ndarray]]]:
+    """Each kind: its label, the PDF it was printed from, the ground truth, and the page images.
+
+    Only the ``wanted`` kinds (label prefixes) are generated. The degradations draw from one random
+    sequence in the order of :data:`KINDS`, so leaving out a scanned kind changes the draws of the scanned
+    kinds after it; the font and table pages draw nothing and are always the same.
+    """
+    chosen = [k for k in KINDS if not wanted or any(k.startswith(w) for w in wanted)]
+    kinds = []
+    pdf, truths = build(pages, seed)
+    rng = random.Random(seed + 1)
+    scanned = [k for k in KINDS[:6] if k in chosen]
+    clean = render(pdf, 300) if scanned else []
+    makers = {
+        "clean scan 300dpi": lambda: clean,
+        "degraded scan 150dpi": lambda: [degrade(f, rng) for f in render(pdf, 150)],
+        "fax 150dpi binarised": lambda: [fax(f, rng) for f in render(pdf, 150)],
+        "phone photo": lambda: [photo(f, rng) for f in render(pdf, 200)],
+        "pen marks": lambda: [pen_marks(f, rng) for f in clean],
+        "red seals": lambda: [seal(f, rng) for f in clean],
+    }
+    for label in scanned:
+        kinds.append((label, pdf, truths, makers[label]()))
+    if KINDS[6] in chosen:
+        rot = seed % len(FONT_STYLES)
+        fpdf, ftruths = build(pages, seed + 2, FONT_STYLES[rot:] + FONT_STYLES[:rot])
+        kinds.append((KINDS[6], fpdf, ftruths, render(fpdf, 300)))
+    if KINDS[7] in chosen:
+        tpdf, ttruths = build(pages, seed + 3, TABLE_STYLES)
+        kinds.append((KINDS[7], tpdf, ttruths, render(tpdf, 300)))
+    return kinds
+
+
 def tiff(frames: list[np.ndarray]) -> bytes:
     buf = io.BytesIO()
     images = [Image.fromarray(f) for f in frames]
-    images[0].save(buf, format="TIFF", save_all=True, append_images=images[1:])
+    # Lossless compression keeps a dozen 300 dpi pages under reading.max_input_bytes.
+    images[0].save(buf, format="TIFF", save_all=True, append_images=images[1:], compression="tiff_lzw")
     return buf.getvalue()
 
 
@@ -280,6 +604,8 @@ class Score:
     pages: int = 0
     seconds: float = 0.0
     layout: bool = True
+    cell_ok: int = 0
+    cell_n: int = 0
 
     def row(self) -> dict[str, Any]:
         p = self.tp_b / self.n_pred_b if self.n_pred_b else 0.0
@@ -291,6 +617,7 @@ class Score:
             "ref_precision": self.ref_tp / self.ref_pred if self.ref_pred else 0.0,
             "ref_recall": self.ref_tp / self.ref_true if self.ref_true else 0.0,
             "pages_per_s": self.pages / self.seconds if self.seconds else 0.0,
+            "table_cells": self.cell_ok / self.cell_n if self.cell_n else None,
         }
 
 
@@ -333,27 +660,60 @@ def score_page(score: Score, truth: TruthPage, paras: list[tuple[str, str | None
     score.ref_true += sum(true.values())
 
 
+def score_table(score: Score, truth: TruthPage, page: Any) -> None:
+    """Cells of the truth table found at the same row and column of a ``table`` block on the page."""
+    if not truth.table:
+        return
+    got = [
+        [compact(c.text) if c else "" for c in row]
+        for block in page.blocks
+        if block.kind == "table"
+        for row in block.rows
+    ]
+    for i, row in enumerate(truth.table):
+        for j, cell in enumerate(row):
+            score.cell_n += 1
+            score.cell_ok += i < len(got) and j < len(got[i]) and got[i][j] == compact(cell)
+
+
 def score_document(score: Score, truths: list[TruthPage], doc: Document) -> None:
     for number, truth in enumerate(truths, start=1):
         paras = [(p.text, p.section) for p in doc.paragraphs if p.page == number]
         score_page(score, truth, paras)
+        score_table(score, truth, next(p for p in doc.pages if p.number == number))
     score.pages += len(truths)
 
 
-def run_direct(frames: list[np.ndarray], truths: list[TruthPage]) -> Score:
-    """RapidOCR called directly, text only (it has no paragraphs or sections)."""
-    from rapidocr_onnxruntime import RapidOCR
+def direct_engines() -> dict[str, Any]:
+    """The libraries' own calls on the same pages: rapidocr-onnxruntime (PP-OCRv4), rapidocr 3 (PP-OCRv6)."""
+    out: dict[str, Any] = {}
+    from rapidocr_onnxruntime import RapidOCR as RapidOCRv4
 
-    ocr = RapidOCR()
-    ocr(frames[0][:200, :200])  # warm up
+    v4 = RapidOCRv4()
+    out["direct rapidocr-ort v4"] = lambda bgr: [r[1] for r in (v4(bgr)[0] or [])]
+    try:
+        import logging
+
+        from rapidocr import RapidOCR as RapidOCRv3
+
+        v6 = RapidOCRv3()
+        logging.getLogger("RapidOCR").setLevel(logging.WARNING)
+        out["direct rapidocr3 v6"] = lambda bgr: list(v6(bgr).txts or [])
+    except ImportError:
+        print("rapidocr 3 not installed: its direct call is skipped", file=sys.stderr)
+    return out
+
+
+def run_direct(frames: list[np.ndarray], truths: list[TruthPage], ocr: Any) -> Score:
+    """A library called directly, text only (it has no paragraphs or sections)."""
+    ocr(np.ascontiguousarray(frames[0][:200, :200, ::-1]))  # warm up
     score = Score(layout=False)
     for frame, truth in zip(frames, truths, strict=True):
         bgr = np.ascontiguousarray(frame[:, :, ::-1])
         start = time.perf_counter()
-        result, _ = ocr(bgr)
+        texts = ocr(bgr)
         score.seconds += time.perf_counter() - start
-        text = "\n".join(r[1] for r in result or [])
-        score_page(score, truth, [(text, None)])
+        score_page(score, truth, [("\n".join(texts), None)])
         score.pages += 1
     return score
 
@@ -369,50 +729,86 @@ def run_pipeline(
     return score
 
 
+def merge(total: Score, part: Score) -> None:
+    for f in dataclasses.fields(Score):
+        if f.name != "layout":
+            setattr(total, f.name, getattr(total, f.name) + getattr(part, f.name))
+    total.layout = part.layout
+
+
+def make_engines(spec: str, threads: int) -> dict[str, tuple[OcrEngine, ReadingSettings]]:
+    """``rapidocr:ppocr-v6,tesseract`` -> reader label -> (engine, settings)."""
+    out: dict[str, tuple[OcrEngine, ReadingSettings]] = {}
+    for item in [e for e in spec.split(",") if e]:
+        name, _, models = item.partition(":")
+        settings = ReadingSettings(ocr_threads=threads)
+        if models:
+            settings = settings.model_copy(update={"ocr_models": models})
+        try:
+            engine = make_engine(name, settings)
+        except Exception as exc:
+            print(f"engine {item}: skipped ({exc})", file=sys.stderr)
+            continue
+        out[f"ours/{item}"] = (engine, settings)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pages", type=int, default=6)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--pages", type=int, default=2, help="pages per kind and seed")
+    parser.add_argument("--seeds", default="7", help="comma list of seeds")
     parser.add_argument(
-        "--engines", default="rapidocr,tesseract", help="comma list; transformers needs a model"
+        "--engines",
+        default="rapidocr:ppocr-v4,rapidocr:ppocr-v5,rapidocr:ppocr-v6,tesseract",
+        help="comma list of engine[:model set]; transformers needs a model",
+    )
+    parser.add_argument("--kinds", default="", help="comma list of page-kind prefixes (default: all)")
+    parser.add_argument(
+        "--no-direct", action="store_true", help="skip the libraries' direct RapidOCR() calls"
     )
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = runtime default)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
 
-    pdf, truths = build(args.pages, args.seed)
-    clean = render(pdf, 300)
-    rng = random.Random(args.seed + 1)
-    degraded = [degrade(f, rng) for f in render(pdf, 150)]
-    settings = ReadingSettings(ocr_threads=args.threads)
-    rows: list[tuple[str, str, dict[str, Any]]] = []
-
-    rows.append(("text-layer PDF", "pymupdf", run_pipeline(pdf, truths, settings, None).row()))
-    engines: dict[str, OcrEngine] = {}
-    for name in [e for e in args.engines.split(",") if e]:
-        try:
-            engines[name] = make_engine(name, settings)
-        except Exception as exc:
-            print(f"engine {name}: skipped ({exc})", file=sys.stderr)
-    for label, frames in (("clean scan 300dpi", clean), ("degraded scan 150dpi", degraded)):
-        data = tiff(frames)
-        for name, engine in engines.items():
-            if name == "rapidocr":
+    engines = make_engines(args.engines, args.threads)
+    direct = {} if args.no_direct else direct_engines()
+    wanted = [k for k in args.kinds.split(",") if k]
+    scores: dict[tuple[str, str], Score] = {}
+    seeds = [int(x) for x in args.seeds.split(",") if x]
+    for seed in seeds:
+        for label, pdf, truths, frames in page_kinds(args.pages, seed, wanted):
+            if label.startswith("clean"):
+                base = ReadingSettings(ocr_threads=args.threads)
+                merge(
+                    scores.setdefault(("text-layer PDF", "pymupdf"), Score()),
+                    run_pipeline(pdf, truths, base, None),
+                )
+            data = tiff(frames)
+            for reader, (engine, settings) in engines.items():
                 engine.read(frames[0][:200, :200])  # warm up like the direct call
-            rows.append((label, f"ours/{name}", run_pipeline(data, truths, settings, engine).row()))
-        rows.append((label, "direct RapidOCR", run_direct(frames, truths).row()))
+                merge(
+                    scores.setdefault((label, reader), Score()), run_pipeline(data, truths, settings, engine)
+                )
+            for reader, ocr in direct.items():
+                merge(scores.setdefault((label, reader), Score()), run_direct(frames, truths, ocr))
+            print(f"seed {seed}: {label} done", file=sys.stderr, flush=True)
+            if args.json:  # after each kind, so a long run that is stopped still leaves its figures
+                partial = [{"input": k[0], "reader": k[1], **v.row()} for k, v in scores.items()]
+                args.json.write_text(json.dumps(partial, indent=2))
+    rows = [(label, reader, score.row()) for (label, reader), score in scores.items()]
 
     def fmt(v: Any) -> str:
         return "   n/a" if v is None else f"{v:6.3f}" if isinstance(v, float) else str(v)
 
-    print(f"{args.pages} pages, seed {args.seed}")
-    heads = ("CER", "paraF1", "sect", "refP", "refR", "pages/s")
-    print(f"{'input':22} {'reader':18} " + " ".join(f"{h:>7}" for h in heads))
+    print(f"{args.pages} pages per kind and seed, seeds {','.join(map(str, seeds))}")
+    heads = ("CER", "paraF1", "sect", "refP", "refR", "pages/s", "cells")
+    print(f"| {'input':34} | {'reader':24} | " + " | ".join(f"{h:>7}" for h in heads) + " |")
     for label, reader, r in rows:
         cer = f"{100 * r['cer']:5.2f}%"
-        vals = [fmt(r[k]) for k in ("para_f1", "section_acc", "ref_precision", "ref_recall", "pages_per_s")]
-        print(f"{label:22} {reader:18} {cer:>7} " + " ".join(f"{v:>7}" for v in vals))
+        keys = ("para_f1", "section_acc", "ref_precision", "ref_recall", "pages_per_s", "table_cells")
+        vals = [fmt(r[k]) for k in keys]
+        print(f"| {label:34} | {reader:24} | {cer:>7} | " + " | ".join(f"{v:>7}" for v in vals) + " |")
     if args.json:
         args.json.write_text(json.dumps([{"input": a, "reader": b, **c} for a, b, c in rows], indent=2))
     return 0

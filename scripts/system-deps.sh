@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests talk to: DCMTK (a real DICOM peer), a Java runtime (METEOR scoring),
-# Tesseract with Chinese and English data (optional OCR engine), Noto CJK fonts (report rendering) and
+# Tesseract with Chinese and English data (optional OCR engine), Noto CJK fonts (report rendering), AR PL
+# Kai/Ming and WenQuanYi Hei fonts (the reading benchmark's font pages) and
 # Chromium (the review page's browser tests drive it with Playwright; never `playwright install`).
 set -euo pipefail
 need=()
@@ -10,6 +11,10 @@ command -v Orthanc >/dev/null || need+=(orthanc)
 command -v npm >/dev/null || need+=(npm)  # tests/node: FHIR JSON schemas, FHIR.js, fhir-kit-client, Medplum's FHIR router
 command -v tesseract >/dev/null || need+=(tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng)
 [ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need+=(fonts-noto-cjk)
+# Kai, Ming (Song) and Hei faces for the reading benchmark's font pages (benchmarks/reading.py)
+[ -e /usr/share/fonts/truetype/arphic/ukai.ttc ] || need+=(fonts-arphic-ukai)
+[ -e /usr/share/fonts/truetype/arphic/uming.ttc ] || need+=(fonts-arphic-uming)
+[ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || need+=(fonts-wqy-zenhei)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

@@ -82,5 +82,10 @@ class _Lazy:
     def version(self) -> str:
         return self._core.engine(self._name).version
 
+    @property
+    def models(self) -> list[dict[str, str]]:
+        found: list[dict[str, str]] = getattr(self._core.engine(self._name), "models", [])
+        return found
+
     def read(self, image: Image) -> list[OcrLine]:
         return self._core.engine(self._name).read(image)

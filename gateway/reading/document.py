@@ -20,9 +20,20 @@ PageSource = Literal["text-layer", "ocr", "sr"]
 Unit = Literal["pt", "px", "none"]
 
 
+class EngineModel(BaseModel):
+    """One model file an engine ran: its role, name, where it came from and its digest (for Provenance)."""
+
+    role: str
+    name: str
+    file: str
+    package: str
+    sha256: str
+
+
 class Engine(BaseModel):
     name: str
     version: str
+    models: list[EngineModel] = Field(default_factory=list)
 
 
 class Line(BaseModel):
@@ -35,9 +46,19 @@ class Line(BaseModel):
     role: Literal["body", "header", "footer", "figure"] = "body"
 
 
+class TableCell(BaseModel):
+    text: str
+    bbox: BBox
+
+
 class Block(BaseModel):
+    """Lines read together. A ``table`` block also gives its cells row by row (``rows``), column-aligned."""
+
+    kind: Literal["text", "table"] = "text"
     bbox: BBox
     lines: list[Line]
+    #: for a table: each row's cells, left to right; an empty cell is ``None``
+    rows: list[list[TableCell | None]] = Field(default_factory=list)
 
 
 class AlternateReading(BaseModel):
@@ -97,6 +118,18 @@ class Figure(BaseModel):
     height: int
 
 
+class Correction(BaseModel):
+    """A change made to recognised text after OCR: what was read, what it became, and why."""
+
+    page: int = Field(ge=1)
+    #: the corrected line's box, in the pixels of the image OCR read
+    bbox: BBox
+    original: str
+    corrected: str
+    kind: Literal["unit", "punctuation", "spacing", "character", "lexicon"]
+    reason: str
+
+
 class Document(BaseModel):
     schema_version: str = SCHEMA_VERSION
     source_kind: SourceKind
@@ -105,6 +138,8 @@ class Document(BaseModel):
     pages: list[Page] = Field(default_factory=list)
     paragraphs: list[Paragraph] = Field(default_factory=list)
     figures: list[Figure] = Field(default_factory=list)
+    #: every change made to OCR text after recognition (units, punctuation, lexicon terms); none is silent
+    corrections: list[Correction] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
 
     @property

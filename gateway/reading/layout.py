@@ -15,7 +15,17 @@ import re
 import statistics
 from dataclasses import dataclass, field
 
-from gateway.reading.document import BBox, Block, FigureRef, Line, Page, PageSource, Paragraph, Unit
+from gateway.reading.document import (
+    BBox,
+    Block,
+    FigureRef,
+    Line,
+    Page,
+    PageSource,
+    Paragraph,
+    TableCell,
+    Unit,
+)
 from gateway.reading.figure_refs import figure_refs, find_figure_refs
 from gateway.reading.sections import detect_section
 from gateway.reading.text import compact, join_lines
@@ -437,6 +447,82 @@ def _ended_short(prev: _Row, row: _Row, right: float, em: float) -> bool:
     return right - prev.bbox[2] > _first_word_width(row) + 1.0 * em
 
 
+def _overlaps(a: BBox, b: BBox) -> bool:
+    return min(a[2], b[2]) - max(a[0], b[0]) > 0
+
+
+def _table_runs(rows: list[_Row], width: float) -> list[list[_Row]]:
+    """Runs of 3+ rows of 3+ short cells whose columns line up: a table, not two columns of text.
+
+    Each row's cells must overlap the columns of the run's widest row (an empty cell is allowed), and no
+    cell may be wider than a third of the page, which is what keeps a two-column page out.
+    """
+    runs: list[list[_Row]] = []
+    current: list[_Row] = []
+
+    def fits(row: _Row, columns: list[BBox]) -> bool:
+        if len(row.lines) < 2 or any(ln.bbox[2] - ln.bbox[0] > width / 3 for ln in row.lines):
+            return False
+        return all(sum(_overlaps(ln.bbox, col) for col in columns) == 1 for ln in row.lines)
+
+    def close() -> None:
+        if len(current) >= 3:
+            runs.append(list(current))
+        current.clear()
+
+    columns: list[BBox] = []
+    for row in rows:
+        wide_enough = len(row.lines) >= 3 and all(ln.bbox[2] - ln.bbox[0] <= width / 3 for ln in row.lines)
+        if current and fits(row, columns):
+            current.append(row)
+            if len(row.lines) > len(columns):
+                columns = [ln.bbox for ln in row.lines]
+            continue
+        close()
+        if wide_enough:
+            current.append(row)
+            columns = [ln.bbox for ln in row.lines]
+    close()
+    return runs
+
+
+def _table_block(run: list[_Row]) -> Block:
+    widest = max(run, key=lambda r: len(r.lines))
+    columns = [ln.bbox for ln in widest.lines]
+    rows: list[list[TableCell | None]] = []
+    for row in run:
+        cells: list[TableCell | None] = [None] * len(columns)
+        for ln in row.lines:
+            j = next(k for k, col in enumerate(columns) if _overlaps(ln.bbox, col))
+            cells[j] = TableCell(text=ln.text, bbox=ln.bbox)
+        rows.append(cells)
+    lines = [ln for r in run for ln in r.lines]
+    return Block(kind="table", bbox=_union([ln.bbox for ln in lines]), lines=lines, rows=rows)
+
+
+def tables(blocks: list[Block], lines: list[Line], width: float) -> list[Block]:
+    """Replace the text blocks of each table found among ``lines`` by one ``table`` block with its cells."""
+    body = [ln for ln in lines if ln.role == "body"]
+    runs = _table_runs(_rows(body, _em(body)), width)
+    if not runs:
+        return blocks
+    found = [_table_block(run) for run in runs]
+
+    def taken(line: Line) -> bool:
+        # Blocks hold the same lines (possibly merged copies): a line centred in a table belongs to it.
+        cx, cy = (line.bbox[0] + line.bbox[2]) / 2, (line.bbox[1] + line.bbox[3]) / 2
+        return any(t.bbox[0] <= cx <= t.bbox[2] and t.bbox[1] <= cy <= t.bbox[3] for t in found)
+
+    kept: list[Block] = []
+    for block in blocks:
+        rest = [ln for ln in block.lines if not taken(ln)]
+        if len(rest) == len(block.lines):
+            kept.append(block)
+        elif rest:
+            kept.append(Block(bbox=_union([ln.bbox for ln in rest]), lines=rest))
+    return sorted(kept + found, key=lambda b: (b.bbox[1], b.bbox[0]))
+
+
 def _block(rows: list[_Row]) -> Block:
     lines = [ln for r in rows for ln in r.lines]
     return Block(bbox=_union([ln.bbox for ln in lines]), lines=lines)
@@ -464,6 +550,7 @@ def layout(pages: list[PageText], budget: RefBudget | None = None) -> tuple[list
     last_body: int | None = None  # the group a body piece may continue: captions stand beside the flow
     for page in pages:
         blocks, pieces = _pieces(page)
+        blocks = tables(blocks, page.lines, page.width)
         margin = [ln for ln in page.lines if ln.role != "body"]
         blocks.extend(Block(bbox=ln.bbox, lines=[ln]) for ln in margin)
         out_pages.append(

@@ -1,4 +1,4 @@
-"""Load and validate the reading mappings (``mappings/sections.yaml``, ``mappings/figure_refs.yaml``).
+"""Load and validate the reading mappings (``sections.yaml``, ``figure_refs.yaml``, ``lexicon.yaml``).
 
 They are data, not code: the headings and reference patterns change with the hospitals we serve. Each file is
 validated once and cached.
@@ -119,6 +119,31 @@ class FigureRefsMapping(BaseModel):
         return value
 
 
+LEXICON_GROUPS = ("anatomy", "findings", "descriptors", "units")
+
+
+class LexiconMapping(BaseModel):
+    """Terms that post-recognition correction may restore, per group and language (``zh``, ``en``)."""
+
+    source: str
+    edition: str
+    terms: dict[str, dict[Literal["zh", "en"], list[str]]]
+    never_change: dict[Literal["zh", "en"], list[str]]
+    keep: dict[Literal["zh", "en"], list[str]] = Field(default_factory=dict)
+
+    @field_validator("terms")
+    @classmethod
+    def _terms(cls, value: dict[str, dict[str, list[str]]]) -> dict[str, dict[str, list[str]]]:
+        unknown = set(value) - set(LEXICON_GROUPS)
+        if unknown:
+            raise ValueError(f"unknown lexicon groups {sorted(unknown)}; allowed {LEXICON_GROUPS}")
+        for group, langs in value.items():
+            for lang, words in langs.items():
+                if any(not str(w).strip() for w in words):
+                    raise ValueError(f"lexicon {group}/{lang} has an empty term")
+        return value
+
+
 def _load_yaml(path: Path) -> object:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -150,3 +175,16 @@ def sections_mapping() -> SectionsMapping:
 @lru_cache(maxsize=1)
 def figure_refs_mapping() -> FigureRefsMapping:
     return load_figure_refs()
+
+
+def load_lexicon(path: Path | None = None) -> LexiconMapping:
+    path = path or MAPPINGS_DIR / "lexicon.yaml"
+    try:
+        return LexiconMapping.model_validate(_load_yaml(path))
+    except ValueError as exc:
+        raise ConfigError(f"invalid mapping {path}: {exc}") from exc
+
+
+@lru_cache(maxsize=1)
+def lexicon_mapping() -> LexiconMapping:
+    return load_lexicon()

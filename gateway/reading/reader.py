@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gateway.errors import GatewayError, ReadError
+from gateway.reading.correction import correct_line
 from gateway.reading.document import (
     AlternateReading,
     Block,
+    Correction,
     Document,
     Engine,
+    EngineModel,
     Figure,
     Line,
     Page,
@@ -27,7 +30,7 @@ from gateway.reading.document import (
 )
 from gateway.reading.engines import OcrEngine, make_engine
 from gateway.reading.engines.base import Image
-from gateway.reading.images import decode_image, enhance, to_rgb8
+from gateway.reading.images import decode_image, enhance, prepare_page, to_rgb8, without_marks
 from gateway.reading.layout import PageText, RefBudget, layout
 from gateway.reading.sections import detect_status
 from gateway.reading.settings import ReadingSettings
@@ -61,6 +64,7 @@ class _Context:
     deadline: float
     warnings: list[str] = field(default_factory=list)
     used_ocr: bool = False
+    corrections: list[Correction] = field(default_factory=list)
     refs: RefBudget = field(default_factory=RefBudget)
 
     def ocr(self) -> OcrEngine:
@@ -141,15 +145,35 @@ def read_path(path: str | Path, settings: ReadingSettings, engine: OcrEngine | N
 def _ocr_page(image: Image, number: int, ctx: _Context) -> tuple[PageText, Image]:
     """The page's OCR lines, and the image they were read from (deskewed, cleaned up)."""
     engine = ctx.ocr()
-    prepared, angle = enhance(image, ctx.settings.enhance)
+    flat, done = prepare_page(image, ctx.settings.enhance)
+    ctx.warnings.extend(f"page {number}: {what}; boxes are in the flattened image" for what in done)
+    prepared, angle = enhance(flat, ctx.settings.enhance)
     if angle:
         ctx.warnings.append(
             f"page {number}: deskewed by {angle:.1f} degrees; boxes are in the deskewed image"
         )
-    lines = [
-        Line(text=ln.text, bbox=(ln.bbox[0], ln.bbox[1], ln.bbox[2], ln.bbox[3]), confidence=ln.confidence)
-        for ln in engine.read(prepared)
-    ]
+    # Figures are cut from `prepared` (in colour); recognition reads it with pen and stamp ink whitened.
+    ocr_input, suppressed = without_marks(prepared) if ctx.settings.suppress_marks else (prepared, False)
+    if suppressed:
+        ctx.warnings.append(f"page {number}: coloured pen or stamp ink was whitened before recognition")
+    lines: list[Line] = []
+    for ln in engine.read(ocr_input):
+        bbox = (ln.bbox[0], ln.bbox[1], ln.bbox[2], ln.bbox[3])
+        text = ln.text
+        if ctx.settings.correct:
+            text, changes = correct_line(text, ln.confidence, ctx.settings.correct_below)
+            ctx.corrections.extend(
+                Correction(
+                    page=number,
+                    bbox=bbox,
+                    original=c.original,
+                    corrected=c.corrected,
+                    kind=c.kind,
+                    reason=c.reason,
+                )
+                for c in changes
+            )
+        lines.append(Line(text=text, bbox=bbox, confidence=ln.confidence))
     h, w = prepared.shape[:2]
     page = PageText(number=number, width=float(w), height=float(h), unit="px", source="ocr", lines=lines)
     return page, prepared
@@ -367,7 +391,8 @@ def _finish(
         )
     if engine is None:
         if ctx.used_ocr and ctx.engine is not None:
-            engine = Engine(name=ctx.engine.name, version=ctx.engine.version)
+            models = [EngineModel(**m) for m in getattr(ctx.engine, "models", ())]
+            engine = Engine(name=ctx.engine.name, version=ctx.engine.version, models=models)
         else:
             engine = Engine(name="text-layer", version=f"pymupdf {metadata.version('pymupdf')}")
     all_text = "\n".join(ln.text for p in pages for b in p.blocks for ln in b.lines)
@@ -378,6 +403,7 @@ def _finish(
         pages=pages,
         paragraphs=paragraphs,
         figures=figures,
+        corrections=ctx.corrections,
         warnings=ctx.warnings,
     )
     return ReadResult(document=document, figure_images=images)

