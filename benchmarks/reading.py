@@ -768,6 +768,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = runtime default)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--no-structured",
+        action="store_true",
+        help="skip the structured-extraction scores (benchmarks/structured_findings.py) after the table",
+    )
+    parser.add_argument("--structured-seed", type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
 
@@ -811,7 +817,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {label:34} | {reader:24} | {cer:>7} | " + " | ".join(f"{v:>7}" for v in vals) + " |")
     if args.json:
         args.json.write_text(json.dumps([{"input": a, "reader": b, **c} for a, b, c in rows], indent=2))
+    if not args.no_structured:
+        # what the read sentences become: finding, site, size, negation ... (gateway.structure)
+        print()
+        structured_scores(args.structured_seed)
     return 0
+
+
+def structured_scores(seed: int) -> None:
+    """Print the structured-extraction scores of ``benchmarks/structured_findings.py`` (generated and
+    hand-written labelled sentences, precision and recall per field)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent / "structured_findings.py"
+    spec = importlib.util.spec_from_file_location("structured_findings_bench", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    module.main(["--seed", str(seed)])
 
 
 if __name__ == "__main__":
