@@ -131,3 +131,76 @@ def test_bilingual_mentions_merge_but_different_sizes_do_not() -> None:
         for o in _coded(resources, "786838002")
     )
     assert sizes == [(8.0,), (15.0,)]
+
+
+@pytest.mark.parametrize("version", ["R4", "R5"])
+def test_drafted_sentences_are_coded_too(version: str) -> None:
+    draft = {
+        "model_name": "cxr-draft",
+        "model_version": "0.3",
+        "sentences": [
+            {"text": "Small 8 mm nodule in the right upper lobe."},
+            {"text": "No pleural effusion."},
+        ],
+    }
+    resources = build_resources(
+        publish_input(document(TEXT), version=version, structured_findings=True, draft=draft)
+    )
+    for resource in resources:
+        validate_resource(resource, version)
+    keys = [(r["resourceType"], r["id"]) for r in resources]
+    assert len(keys) == len(set(keys))  # one structure Device for the read and the drafted findings
+    draft_report = next(
+        r for r in resources if r["resourceType"] == "DiagnosticReport" and r["status"] == "preliminary"
+    )
+    drafted = {x["reference"] for x in draft_report["result"]}
+    members = [
+        m["reference"]
+        for r in resources
+        if f"Observation/{r['id']}" in drafted and r["resourceType"] == "Observation"
+        for m in r.get("hasMember", [])
+    ]
+    coded = {f"Observation/{r['id']}": r for r in resources if r["resourceType"] == "Observation"}
+    nodules = [
+        coded[m] for m in members if any(c.get("code") == "786838002" for c in coded[m]["code"]["coding"])
+    ]
+    assert len(nodules) == 1 and nodules[0]["status"] == "preliminary"
+    sizes = [c["valueQuantity"]["value"] for c in nodules[0]["component"] if "valueQuantity" in c]
+    assert sizes == [8.0]
+    # kept apart from the read report's nodule (its own id), never merged into it
+    read_nodules = [r for r in _coded(resources, "786838002") if f"Observation/{r['id']}" not in members]
+    assert read_nodules and all(r["id"] != nodules[0]["id"] for r in read_nodules)
+    effusion = [
+        coded[m] for m in members if coded[m]["valueCodeableConcept"]["coding"][0]["code"] != "52101004"
+    ]
+    assert effusion, "the negated effusion is coded as absent"
+
+
+@pytest.mark.parametrize("decision", ["approved", "rejected"])
+def test_a_readers_review_decides_the_drafts_coded_findings(decision: str) -> None:
+    import datetime as dt
+
+    from gateway.fhir.mapping.review import DraftReviewData, apply_draft_review, reviewed_draft
+
+    draft = {
+        "model_name": "cxr-draft",
+        "model_version": "0.3",
+        "sentences": [{"text": "8 mm nodule in the right upper lobe."}],
+    }
+    review = DraftReviewData(
+        decision,  # type: ignore[arg-type]
+        "reader1",
+        "Invented Reader",
+        dt.datetime(2026, 12, 1, 8, tzinfo=dt.UTC),
+        ("12 mm nodule in the right upper lobe.",) if decision == "approved" else (),
+    )
+    inp = reviewed_draft(publish_input(document(""), structured_findings=True, draft=draft), review)
+    resources = apply_draft_review(build_resources(inp), review, inp)
+    for resource in resources:
+        validate_resource(resource, "R4")
+    [nodule] = _coded(resources, "786838002")
+    sizes = [c["valueQuantity"]["value"] for c in nodule.get("component", []) if "valueQuantity" in c]
+    if decision == "approved":
+        assert sizes == [12.0] and nodule["status"] == "preliminary"  # the reader's text, still machine-coded
+    else:
+        assert sizes == [8.0] and nodule["status"] == "cancelled"

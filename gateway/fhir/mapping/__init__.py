@@ -228,6 +228,15 @@ def build_resources(inp: PublishInput) -> list[Resource]:
             for i, item in enumerate(inp.draft["sentences"])
         ]
         draft_report["text"] = _narrative(draft_sentences, inp)
+        # Drafted sentences are coded like read ones (ids kept apart by source); preliminary like the draft.
+        draft_structured = (
+            structured_resources(inp, draft_sentences, draft_obs, source="draft")
+            if inp.structured_findings
+            else Structured()
+        )
+        for o in draft_obs:
+            if o["id"] in draft_structured.members:
+                o["hasMember"] = draft_structured.members[o["id"]]
         draft_report["issued"] = _instant(inp.issued)  # machine-written now, not signed by anyone
         draft_org = organization_resource(inp)
         # IMR: every report names the Organization that performs it, a machine draft included.
@@ -250,8 +259,12 @@ def build_resources(inp: PublishInput) -> list[Resource]:
                 out.append(img)
         if aligner not in out:
             out.append(aligner)
+        present = {(r["resourceType"], r["id"]) for r in out}
+        out.extend(r for r in draft_structured.resources if (r["resourceType"], r["id"]) not in present)
         out.extend([model, *draft_obs, draft_report])
         out.append(_provenance(inp, [draft_report, *draft_obs], [model, aligner], None))
+        if draft_structured.provenance is not None:
+            out.append(draft_structured.provenance)
     return out
 
 

@@ -10,6 +10,7 @@ naming who withdrew it (performer). The decision itself is stored by the review 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 from dataclasses import dataclass
@@ -60,6 +61,17 @@ _READER_ROLE = {
 }
 
 
+def reviewed_draft(inp: PublishInput, review: DraftReviewData) -> PublishInput:
+    """``inp`` with the drafted sentences replaced by the reader's text (approved, saved or withdrawn), so
+    that everything built from them, the coded findings included, says what the reader let stand; a rejected
+    draft keeps the machine's text (it is published ``cancelled``)."""
+    if review.decision == "rejected" or not inp.draft or not review.sentences:
+        return inp
+    old = list(inp.draft.get("sentences") or [])
+    new = [{**(old[i] if i < len(old) else {}), "text": text} for i, text in enumerate(review.sentences)]
+    return dataclasses.replace(inp, draft={**inp.draft, "sentences": new})
+
+
 def apply_draft_review(
     resources: list[Resource], review: DraftReviewData, inp: PublishInput
 ) -> list[Resource]:
@@ -91,8 +103,12 @@ def apply_draft_review(
     if review.decision == "rejected":
         report["status"] = "cancelled"
         report["conclusion"] = f"Machine-written draft rejected by {review.reader_name} on {when}."
+        coded = {m["reference"] for o in observations.values() for m in o.get("hasMember", [])}
         for o in observations.values():
             o["status"] = "cancelled"
+        for r in resources:  # the findings coded from the rejected sentences go with them
+            if r["resourceType"] == "Observation" and f"Observation/{r['id']}" in coded:
+                r["status"] = "cancelled"
     else:
         final = review.decision == "approved"
         report["status"] = "final" if final else "preliminary"

@@ -246,12 +246,14 @@ def run(ctx: StageContext, study: Study) -> dict[str, Any]:
     for warning in warnings:  # names the attribute only, never its value or the patient
         log.warning("publish: %s", warning, extra={"study_fk": study.id})
     # Reader review (gateway/ui): corrected links and the draft decision.
-    from gateway.fhir.mapping.review import apply_draft_review
+    from gateway.fhir.mapping.review import apply_draft_review, reviewed_draft
     from gateway.ui.review import review_for_publish
 
     with ctx.sessions() as session:
         links, draft_review = review_for_publish(session, study.id, ctx.study_version, inp.links)
     inp = dataclasses.replace(inp, links=links)
+    if draft_review is not None:
+        inp = reviewed_draft(inp, draft_review)
     resources = build_resources(inp)
     if draft_review is not None and inp.draft and inp.draft.get("sentences"):
         resources = apply_draft_review(resources, draft_review, inp)
