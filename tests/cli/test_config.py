@@ -97,7 +97,9 @@ def test_precedence_flags_env_toml(tmp_path: Path) -> None:
     # nested sections merge field by field across sources
     assert data["dicom"]["max_associations"] == 4
     assert data["dicom"]["duplicate_policy"] == "overwrite"
-    assert data["dicom"]["peers"] == [{"ae_title": "MODALITY", "hosts": ["10.0.0.0/8"], "port": None}]
+    assert data["dicom"]["peers"] == [
+        {"ae_title": "MODALITY", "hosts": ["10.0.0.0/8"], "port": None, "waits_for_commitment": False}
+    ]
 
 
 @pytest.mark.parametrize(
