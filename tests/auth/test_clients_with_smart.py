@@ -7,25 +7,18 @@ discovers the token URL, signs its own client assertion (RS384 and ES384) and pr
 
 from __future__ import annotations
 
-import json
-import os
 import socket
-import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-import jwt
 import pytest
 import uvicorn
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fhir_seed import publish_input, seed_index
 from fhirpy import SyncFHIRClient
+from smart_client import CLIENT_ID, client_keys, run_fhir_kit_client, smart_token
 from starlette.applications import Starlette
 
 from gateway.fhir.api import build_fhir_routes
@@ -48,30 +41,14 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
     resources = build_resources(publish_input())
     with sessions.begin() as session:
         save_resources(session, resources, study_fk=study_fk)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public = {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())), "kid": "k1", "alg": "RS384"}
-    ec_key = ec.generate_private_key(ec.SECP384R1())
-    ec_public = {
-        **json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ec_key.public_key())),
-        "kid": "k2",
-        "alg": "ES384",
-    }
-    pems = {}
-    for alg, private in (("RS384", key), ("ES384", ec_key)):
-        pem = tmp_path / f"{alg}.pem"
-        pem.write_bytes(
-            private.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-        pems[alg] = pem
+    keys = client_keys(tmp_path)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     settings = Settings.load(
         None,
         data_dir=tmp_path / "data",
         http={"public_base_url": base},
-        auth={"clients": [{"client_id": "emr", "jwks": {"keys": [public, ec_public]}}]},
+        auth={"clients": [{"client_id": CLIENT_ID, "jwks": keys.jwks}]},
     )
     app = Starlette(routes=build_fhir_routes(sessions, settings, "unused-static-token"))
     srv = uvicorn.Server(
@@ -82,29 +59,8 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
     deadline = time.monotonic() + 10
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.02)
-    conf = httpx.get(f"{base}/fhir/.well-known/smart-configuration").json()
-    assertion = jwt.encode(
-        {
-            "iss": "emr",
-            "sub": "emr",
-            "aud": conf["token_endpoint"],
-            "exp": int(time.time()) + 240,
-            "jti": str(uuid.uuid4()),
-        },
-        key,
-        algorithm="RS384",
-        headers={"kid": "k1"},
-    )
-    token = httpx.post(
-        conf["token_endpoint"],
-        data={
-            "grant_type": "client_credentials",
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": assertion,
-            "scope": "system/*.rs",
-        },
-    ).json()["access_token"]
-    yield {"base": f"{base}/fhir", "token": token, "resources": resources, "keys": pems}
+    token = smart_token(base, keys, "system/*.rs")
+    yield {"base": f"{base}/fhir", "token": token, "resources": resources, "keys": keys}
     srv.should_exit = True
     thread.join(5)
     sessions.kw["bind"].dispose()
@@ -158,38 +114,11 @@ def test_smart_fhirclient(served: dict[str, Any]) -> None:
     assert len(paged) == kinds.count("Observation")
 
 
-NODE_SCRIPT = Path(__file__).resolve().parents[1] / "node" / "fhir_kit_client.mjs"
-
-
 @pytest.mark.parametrize("alg", ["RS384", "ES384"])
 def test_fhir_kit_client(served: dict[str, Any], alg: str) -> None:
-    if not (NODE_SCRIPT.parent / "node_modules" / "fhir-kit-client").is_dir():
-        pytest.fail("tests/node/node_modules is missing: run scripts/setup.sh (npm ci --prefix tests/node)")
     pid, rid = _id(served["resources"], "Patient"), _id(served["resources"], "DiagnosticReport")
     n = sum(1 for r in served["resources"] if r["resourceType"] == "Observation")
-    run = subprocess.run(
-        ["node", str(NODE_SCRIPT)],
-        env={
-            **os.environ,
-            "FHIR_BASE": served["base"],
-            "CLIENT_ID": "emr",
-            "KEY_FILE": str(served["keys"][alg]),
-            "KID": "k1" if alg == "RS384" else "k2",
-            "ALG": alg,
-            "PATIENT": pid,
-            "REPORT": rid,
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
-    seen = json.loads(run.stdout)
-    assert seen["tokenUrl"].endswith("/auth/token")
-    assert seen["token"]["type"].lower() == "bearer" and 0 < seen["token"]["expiresIn"] <= 300
-    assert set(seen["token"]["scope"].split()) == {"system/DiagnosticReport.rs", "system/Observation.rs"}
-    assert seen["withoutToken"] == 401
+    seen = run_fhir_kit_client(served["base"], served["keys"], alg, pid, rid)
     assert seen["include"].count(["DiagnosticReport", "match"]) == 1
     assert seen["include"].count(["Observation", "include"]) == n >= 2
     # _count=1 pages: one Observation a page, every Observation once, by following the next links.
@@ -199,4 +128,3 @@ def test_fhir_kit_client(served: dict[str, Any], alg: str) -> None:
     assert seen["vread"] == {"id": rid, "versionId": "1"}
     assert seen["history"] == {"type": "history", "total": 1, "entries": 1}
     assert seen["typeHistory"]["type"] == "history" and seen["typeHistory"]["entries"] >= 1
-    assert seen["outOfScope"] == 403  # the token was granted DiagnosticReport and Observation only

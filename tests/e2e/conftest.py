@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from harness import Served, serve_sample
+
+# the SMART client helpers (keys, tokens, fhir-kit-client) live with the authorization tests
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "auth"))
 
 
 @pytest.fixture(scope="module")

@@ -11,33 +11,14 @@ index; this test shows the whole service (SCP, pipeline, HTTP) answering them.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
-import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fhirpy import SyncFHIRClient
 from harness import TOKEN, Served, serve_sample
-
-NODE_SCRIPT = Path(__file__).resolve().parents[1] / "node" / "fhir_kit_client.mjs"
-
-
-def _pem(private: Any, path: Path) -> Path:
-    path.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return path
+from smart_client import CLIENT_ID, client_keys, run_fhir_kit_client, smart_token
 
 
 @pytest.fixture(scope="module")
@@ -45,60 +26,14 @@ def smart_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     if shutil.which("storescu") is None:
         pytest.fail("DCMTK storescu is not installed (scripts/system-deps.sh installs it)")
     root = tmp_path_factory.mktemp("smart")
-    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ec_key = ec.generate_private_key(ec.SECP384R1())
-    jwks = {
-        "keys": [
-            {
-                **json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key())),
-                "kid": "k1",
-                "alg": "RS384",
-            },
-            {
-                **json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ec_key.public_key())),
-                "kid": "k2",
-                "alg": "ES384",
-            },
-        ]
-    }
+    keys = client_keys(root)
     # The EMR is registered with its public keys only, as an operator would in the settings.
-    env = {"GATEWAY_AUTH__CLIENTS": json.dumps([{"client_id": "emr", "jwks": jwks}])}
+    env = {"GATEWAY_AUTH__CLIENTS": json.dumps([{"client_id": CLIENT_ID, "jwks": keys.jwks}])}
     with serve_sample(root, env) as served:
         served.storescu(*sorted(served.sample_dir.glob("*.dcm")))
         served.wait_state({"done", "failed"}, timeout=240)
         assert served.study()["state"] == "done", served.log.read_text()[-4000:]
-        yield {
-            "served": served,
-            "keys": {"RS384": _pem(rsa_key, root / "rs384.pem"), "ES384": _pem(ec_key, root / "es384.pem")},
-            "rsa": rsa_key,
-        }
-
-
-def _token(served: Served, key: Any, scope: str) -> str:
-    conf = httpx.get(f"{served.base}/fhir/.well-known/smart-configuration").json()
-    assertion = jwt.encode(
-        {
-            "iss": "emr",
-            "sub": "emr",
-            "aud": conf["token_endpoint"],
-            "exp": int(time.time()) + 240,
-            "jti": str(uuid.uuid4()),
-        },
-        key,
-        algorithm="RS384",
-        headers={"kid": "k1"},
-    )
-    answer = httpx.post(
-        conf["token_endpoint"],
-        data={
-            "grant_type": "client_credentials",
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": assertion,
-            "scope": scope,
-        },
-    )
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["access_token"])
+        yield {"served": served, "keys": keys}
 
 
 def _report(client: SyncFHIRClient, served: Served) -> dict[str, Any]:
@@ -119,7 +54,7 @@ def test_fhirpy_and_fhirclient_against_gateway_serve(smart_served: dict[str, Any
 
     served: Served = smart_served["served"]
     base = f"{served.base}/fhir"
-    token = _token(served, smart_served["rsa"], "system/*.rs")
+    token = smart_token(served.base, smart_served["keys"], "system/*.rs")
     client = SyncFHIRClient(base, authorization=f"Bearer {token}")
     report = _report(client, served)
     rid, pid = report["id"], report["subject"]["reference"].split("/", 1)[1]
@@ -163,35 +98,12 @@ def test_fhirpy_and_fhirclient_against_gateway_serve(smart_served: dict[str, Any
 @pytest.mark.slow
 @pytest.mark.parametrize("alg", ["RS384", "ES384"])
 def test_fhir_kit_client_against_gateway_serve(smart_served: dict[str, Any], alg: str) -> None:
-    if not (NODE_SCRIPT.parent / "node_modules" / "fhir-kit-client").is_dir():
-        pytest.fail("tests/node/node_modules is missing: run scripts/setup.sh (npm ci --prefix tests/node)")
     served: Served = smart_served["served"]
     admin = SyncFHIRClient(f"{served.base}/fhir", authorization=f"Bearer {TOKEN}")
     report = _report(admin, served)
     rid, pid = report["id"], report["subject"]["reference"].split("/", 1)[1]
     n = admin.resources("Observation").search(patient=pid).count()
-    run = subprocess.run(
-        ["node", str(NODE_SCRIPT)],
-        env={
-            **os.environ,
-            "FHIR_BASE": f"{served.base}/fhir",
-            "CLIENT_ID": "emr",
-            "KEY_FILE": str(smart_served["keys"][alg]),
-            "KID": "k1" if alg == "RS384" else "k2",
-            "ALG": alg,
-            "PATIENT": pid,
-            "REPORT": rid,
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
-    seen = json.loads(run.stdout)
-    assert seen["tokenUrl"].endswith("/auth/token")
-    assert seen["token"]["type"].lower() == "bearer" and 0 < seen["token"]["expiresIn"] <= 300
-    assert seen["withoutToken"] == 401
+    seen = run_fhir_kit_client(f"{served.base}/fhir", smart_served["keys"], alg, pid, rid)
     reports = admin.resources("DiagnosticReport").search(patient=pid).fetch_all()
     assert seen["include"].count(["DiagnosticReport", "match"]) == len(reports) >= 1
     assert seen["include"].count(["Observation", "include"]) == len(
@@ -203,4 +115,3 @@ def test_fhir_kit_client_against_gateway_serve(smart_served: dict[str, Any], alg
     assert seen["read"] == {"id": rid, "status": "final", "versionId": version}
     assert seen["vread"] == {"id": rid, "versionId": "1"}
     assert seen["history"]["type"] == "history" and seen["history"]["total"] == int(version)
-    assert seen["outOfScope"] == 403  # a Patient read with DiagnosticReport and Observation scopes only
