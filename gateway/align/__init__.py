@@ -1,4 +1,4 @@
-"""Linking report sentences to the study's image instances (issue 4).
+"""Linking report sentences to the study's image instances.
 
 :func:`align` is pure: it takes the read document, the study's instances as :class:`InstanceInfo` and, when
 figures must be matched, a callable that renders instances (as images, or as :class:`Rendering` with their
