@@ -138,3 +138,17 @@ def serve_sample(root: Path, env_extra: dict[str, str] | None = None) -> Iterato
                 proc.wait(40)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def media_uids(client: Any, refs: list[dict[str, Any]]) -> set[str]:
+    """The SOP Instance UIDs of the Media among ``refs`` (an Observation's ``derivedFrom``), read through the
+    FHIR client (fhirpy) as an EMR would."""
+    uids: set[str] = set()
+    for ref in refs:
+        if not ref["reference"].startswith("Media/"):
+            continue
+        media = client.reference(reference=ref["reference"]).to_resource()
+        for ident in media.get("identifier", []):
+            if ident["system"] == "urn:dicom:uid":
+                uids.add(ident["value"].removeprefix("urn:oid:"))
+    return uids

@@ -7,22 +7,10 @@ and resized). Both sentences must come back from the FHIR API linked to the righ
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 from fhirpy import SyncFHIRClient
-
-
-def _media_uids(client: SyncFHIRClient, observation: Any) -> set[str]:
-    uids: set[str] = set()
-    for ref in observation.get("derivedFrom", []):
-        if not ref["reference"].startswith("Media/"):
-            continue
-        media = client.reference(reference=ref["reference"]).to_resource()
-        for ident in media.get("identifier", []):
-            if ident["system"] == "urn:dicom:uid":
-                uids.add(ident["value"].removeprefix("urn:oid:"))
-    return uids
+from harness import media_uids
 
 
 @pytest.mark.slow
@@ -56,7 +44,9 @@ def test_emr_follows_report_sentences_to_the_right_instances(served) -> None:
         cited = [marker for marker in expected if marker.replace(" ", "") in text]
         if len(cited) != 1:
             continue  # sentences citing nothing, or several figures at once, are checked elsewhere
-        assert _media_uids(client, observation) == {expected[cited[0]]}, observation["valueString"]
+        assert media_uids(client, observation.get("derivedFrom", [])) == {expected[cited[0]]}, observation[
+            "valueString"
+        ]
         checked[cited[0]] += 1
     assert checked["Se 2 Im 5"] >= 1 and checked["图1"] >= 1, checked
 

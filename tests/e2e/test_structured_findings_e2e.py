@@ -8,24 +8,11 @@ the publication merges them into one Observation.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from fhirpy import SyncFHIRClient
+from harness import media_uids
 
 SNOMED = "http://snomed.info/sct"
-
-
-def _media_uids(client: SyncFHIRClient, refs: list[dict[str, Any]]) -> set[str]:
-    uids: set[str] = set()
-    for ref in refs:
-        if not ref["reference"].startswith("Media/"):
-            continue
-        media = client.reference(reference=ref["reference"]).to_resource()
-        for ident in media.get("identifier", []):
-            if ident["system"] == "urn:dicom:uid":
-                uids.add(ident["value"].removeprefix("urn:oid:"))
-    return uids
 
 
 @pytest.mark.slow
@@ -60,7 +47,7 @@ def test_emr_finds_the_nodule_coded_measured_and_linked(served) -> None:
     ]
     assert {c["code"] for c in nodule["bodySite"]["coding"]} == {"42400003"}  # upper lobe of right lung
     links = served.manifest["links"]
-    assert _media_uids(client, nodule["derivedFrom"]) >= {links["Se 2 Im 5"], links["figure:1"]}
+    assert media_uids(client, nodule["derivedFrom"]) >= {links["Se 2 Im 5"], links["figure:1"]}
 
     # The report leads to it: result → the sentence Observation → hasMember.
     [report] = [

@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 from fhirpy import SyncFHIRClient
+from harness import media_uids
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -70,17 +70,6 @@ def _encapsulate(pdf: bytes, like: Dataset, out: Path) -> None:
     ds.save_as(out, enforce_file_format=True)
 
 
-def _media_uids(client: SyncFHIRClient, observation: Any) -> set[str]:
-    uids: set[str] = set()
-    for ref in observation.get("derivedFrom", []):
-        if ref["reference"].startswith("Media/"):
-            media = client.reference(reference=ref["reference"]).to_resource()
-            for ident in media.get("identifier", []):
-                if ident["system"] == "urn:dicom:uid":
-                    uids.add(ident["value"].removeprefix("urn:oid:"))
-    return uids
-
-
 @pytest.mark.slow
 def test_figure_on_a_scanned_report_of_a_thin_slice_ct_reaches_the_emr(served, tmp_path: Path) -> None:
     suite = _suite()
@@ -123,7 +112,7 @@ def test_figure_on_a_scanned_report_of_a_thin_slice_ct_reaches_the_emr(served, t
         raw = ref["raw"].replace(" ", "")
         for observation in observations:
             text = observation.get("valueString", "").replace(" ", "")
-            if raw in text and _media_uids(client, observation):
-                assert _media_uids(client, observation) & accepted, (ref, observation)
+            if raw in text and media_uids(client, observation.get("derivedFrom", [])):
+                assert media_uids(client, observation.get("derivedFrom", [])) & accepted, (ref, observation)
                 linked += 1
     assert linked >= 1, (figures, [o.get("valueString") for o in observations])
